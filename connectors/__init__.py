@@ -1,0 +1,1 @@
+"""Connectors to the systems outside the hub."""

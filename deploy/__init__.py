@@ -1,0 +1,1 @@
+"""Deployment: the embedded Apache Kafka broker and production manifests."""

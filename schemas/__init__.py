@@ -1,0 +1,1 @@
+"""The contract: Avro schemas, the one codec and the topic catalogue."""

@@ -1,0 +1,1 @@
+"""lienthong stream processors, the domain core and the command line."""

@@ -1,0 +1,71 @@
+"""The one command line, ``lienthong``, with a subcommand per part of the hub.
+
+Each subcommand lives in the module that owns it. A module listed in ``COMMANDS`` exposes
+``add_arguments(parser)`` and ``run(args) -> int``; it is imported only when its subcommand
+runs, so ``lienthong replay`` never pays for importing faust or kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+# subcommand -> (module, one-line help). Nested groups ("catalog check") use a space.
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def register(name: str, module: str, summary: str) -> None:
+    COMMANDS[name] = (module, summary)
+
+
+register("broker", "lienthong.deploy.embedded.cli", "run the embedded Apache Kafka broker (KRaft)")
+register("replay", "lienthong.services.domain.replay_cli",
+         "run the domain core over canonical JSON events, no broker")
+register("catalog", "lienthong.services.domain.catalogue_cli",
+         "check or publish a province catalogue (catalog check FILE)")
+
+
+def _version() -> str:
+    try:
+        return version("lienthong")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    lines = "\n".join(f"  {name:<12} {summary}" for name, (_, summary) in sorted(COMMANDS.items()))
+    parser = argparse.ArgumentParser(
+        prog="lienthong",
+        description="lienthong: the inter-agency interconnection hub (liên thông) for one-stop "
+        "administrative procedures.",
+        epilog=f"commands:\n{lines}\n\nRun 'lienthong COMMAND --help' for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lienthong {_version()}")
+    parser.add_argument("command", nargs="?", help="one of the commands below")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not args or args[0].startswith("-"):
+        top.parse_args(args)
+        top.print_help()
+        return 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        top.error(f"unknown command {name!r}; choose from {', '.join(sorted(COMMANDS))}")
+    module_name, summary = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"lienthong {name}", description=summary)
+    module.add_arguments(parser)
+    parsed = parser.parse_args(rest)
+    return int(module.run(parsed) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The domain core (pure Python): calendar, deadlines, dossier state machine, catalogue."""

@@ -1,0 +1,66 @@
+"""The one settings loader: every tunable of the hub, read from the environment.
+
+Each field names the environment variable that sets it and its default. Components receive a
+``Settings`` from the composition root; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Hub settings. ``Settings.from_env()`` reads ``LIENTHONG_*`` and ``KAFKA_*`` variables."""
+
+    #: KAFKA_BOOTSTRAP_SERVERS — use an existing cluster; unset means the embedded broker.
+    kafka_bootstrap_servers: str | None = field(
+        default=None, metadata={"env": "KAFKA_BOOTSTRAP_SERVERS"}
+    )
+    #: LIENTHONG_DATA_DIR — broker data, spools, local state.
+    data_dir: Path = field(default=Path("var"), metadata={"env": "LIENTHONG_DATA_DIR"})
+    #: LIENTHONG_CATALOG — the province catalogue (YAML or JSON).
+    catalog_path: Path = field(default=Path("examples/province-h99.yaml"),
+                               metadata={"env": "LIENTHONG_CATALOG"})
+    #: LIENTHONG_APP_ID — faust app id; workers with the same id share partitions.
+    app_id: str = field(default="lienthong", metadata={"env": "LIENTHONG_APP_ID"})
+    #: LIENTHONG_PARTITIONS — partitions of dossier.events and deliveries.
+    partitions: int = field(default=8, metadata={"env": "LIENTHONG_PARTITIONS"})
+    #: LIENTHONG_REPLICATION — replication factor of hub topics (3 in production).
+    replication_factor: int = field(default=1, metadata={"env": "LIENTHONG_REPLICATION"})
+    #: LIENTHONG_GATEWAY_PORT — the inbound gateway's HTTP port.
+    gateway_port: int = field(default=8400, metadata={"env": "LIENTHONG_GATEWAY_PORT"})
+    #: LIENTHONG_WORKER_PORT — the worker's web port (/metrics, dashboard).
+    worker_port: int = field(default=6066, metadata={"env": "LIENTHONG_WORKER_PORT"})
+    #: LIENTHONG_HOST — address servers bind to.
+    host: str = field(default="127.0.0.1", metadata={"env": "LIENTHONG_HOST"})
+    #: LIENTHONG_KEYS_FILE — per-agency HMAC keys (never in the repository).
+    keys_file: Path | None = field(default=None, metadata={"env": "LIENTHONG_KEYS_FILE"})
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = _env(f.metadata["env"])
+            if raw is None:
+                continue
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+            if "int" in kind:
+                try:
+                    values[f.name] = int(raw)
+                except ValueError as exc:
+                    raise ValueError(f"{f.metadata['env']}={raw!r} is not an integer") from exc
+            elif "Path" in kind:
+                values[f.name] = Path(raw)
+            else:
+                values[f.name] = raw
+        values.update(overrides)
+        return cls(**values)
