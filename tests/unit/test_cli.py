@@ -1,4 +1,5 @@
 import pytest
+
 from lienthong.services.cli import main
 
 

@@ -1,4 +1,5 @@
 import pytest
+
 from lienthong.services.domain.identifiers import (
     agency_code_problem,
     dossier_code_problem,
