@@ -1,0 +1,305 @@
+"""The working calendar of a province (lịch làm việc): when the legal clock runs.
+
+DESIGN section 6, rules 1-3:
+
+1. Working time is Monday-Friday inside the office hours, minus Vietnam's public holidays (the
+   ``holidays`` package: Tết, Hùng Kings, substituted days off; its swapped working Saturdays are
+   working days, ``HolidayBase.is_working_day``), minus the catalogue's ``extra_days_off``, plus
+   its ``extra_working_days``.
+2. A working day is the total length of one day's office hours (``day_length``, 8 h by default).
+3. A clock that starts outside working time, or exactly at a window's end, starts at the next
+   opening. Windows are [open, close) for starts and (open, close] for dues: a due landing exactly
+   on a close is that close (17:00), never the next opening.
+
+Every event goes through this arithmetic, so it is table-driven: for each local calendar year the
+working windows are computed once (lazily, on first use), as epoch microseconds with the
+cumulative working time at each window's close. An instant's *position* in the year (working
+time since the year began) is one bisect; adding working time is the inverse, one more bisect.
+Microseconds keep ``timedelta`` arithmetic exact, so adding an amount and measuring it back
+always gives the same amount.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays
+
+DEFAULT_OFFICE_HOURS: tuple[tuple[time, time], ...] = (
+    (time(7, 30), time(11, 30)),
+    (time(13, 0), time(17, 0)),
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+# A calendar whose every day is off would make add_working_time search forever.
+_MAX_EMPTY_YEARS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class _National:
+    """One year of a country's public calendar, as the ``holidays`` package knows it."""
+
+    working: frozenset[date]
+    names: dict[date, str]
+
+
+@lru_cache(maxsize=256)
+def _national_year(country: str, year: int) -> _National:
+    # Neighbouring years are populated too: a swapped working day may be announced in the
+    # previous year's decision (e.g. Saturday 5 January 2019 for Monday 31 December 2018).
+    calendar = holidays.country_holidays(
+        country, years=(year - 1, year, year + 1), expand=False, language="vi"
+    )
+    first = date(year, 1, 1)
+    days = (first + timedelta(days=i) for i in range((date(year + 1, 1, 1) - first).days))
+    working = frozenset(d for d in days if calendar.is_working_day(d))
+    names = {d: str(name) for d, name in calendar.items() if d.year == year}
+    return _National(working, names)
+
+
+@dataclass(frozen=True, slots=True)
+class _Year:
+    """Working windows of one local calendar year, in epoch microseconds."""
+
+    opens: list[int]
+    closes: list[int]
+    cum_after: list[int]  # working time from the year's start to each window's close
+    total: int
+
+    def position(self, t: int) -> int:
+        """Working microseconds from the year's start up to instant ``t`` (in this year)."""
+        j = bisect_right(self.opens, t) - 1
+        if j < 0:
+            return 0
+        length = self.closes[j] - self.opens[j]
+        return self.cum_after[j] - length + min(t - self.opens[j], length)
+
+
+def _to_us(t: datetime) -> int:
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise ValueError(f"instant {t.isoformat()} has no time zone")
+    return (t - _EPOCH) // _US
+
+
+class WorkingCalendar:
+    """Lịch làm việc of a province: office hours, holidays, extra days off and working days.
+
+    ``years`` names years to precompute now; any other year is computed on first use.
+    Instants passed in must be timezone-aware (any zone); instants returned are in ``tz``.
+    """
+
+    tz: ZoneInfo
+    day_length: timedelta
+    office_hours: tuple[tuple[time, time], ...]
+    extra_days_off: frozenset[date]
+    extra_working_days: frozenset[date]
+    country: str
+
+    def __init__(
+        self,
+        *,
+        timezone: str = "Asia/Ho_Chi_Minh",
+        office_hours: Sequence[tuple[time, time]] = DEFAULT_OFFICE_HOURS,
+        extra_days_off: Iterable[date] = (),
+        extra_working_days: Iterable[date] = (),
+        years: range | None = None,
+        country: str = "VN",
+    ) -> None:
+        self.tz = ZoneInfo(timezone)
+        self.office_hours = tuple((o, c) for o, c in office_hours)
+        if not self.office_hours:
+            raise ValueError("office hours must hold at least one window")
+        previous_close: time | None = None
+        for o, c in self.office_hours:
+            if o.tzinfo is not None or c.tzinfo is not None:
+                raise ValueError("office hours are local times of day, without a time zone")
+            if o >= c:
+                raise ValueError(f"office window {o:%H:%M}-{c:%H:%M} closes before it opens")
+            if previous_close is not None and o < previous_close:
+                raise ValueError(f"office window {o:%H:%M}-{c:%H:%M} overlaps the one before")
+            previous_close = c
+        self.day_length = sum(
+            (datetime.combine(date.min, c) - datetime.combine(date.min, o)
+             for o, c in self.office_hours),
+            timedelta(0),
+        )
+        self.extra_days_off = frozenset(extra_days_off)
+        self.extra_working_days = frozenset(extra_working_days)
+        both = self.extra_days_off & self.extra_working_days
+        if both:
+            listed = ", ".join(sorted(d.isoformat() for d in both))
+            raise ValueError(f"dates both extra days off and extra working days: {listed}")
+        self.country = country
+        self._timezone_name = timezone
+        self._years: dict[int, _Year] = {}
+        for year in years or ():
+            self._year(year)
+
+    def __repr__(self) -> str:
+        hours = ", ".join(f"{o:%H:%M}-{c:%H:%M}" for o, c in self.office_hours)
+        return (f"WorkingCalendar({self._timezone_name}, [{hours}], "
+                f"{len(self.extra_days_off)} extra days off, "
+                f"{len(self.extra_working_days)} extra working days)")
+
+    # -- days ---------------------------------------------------------------------------------
+
+    def is_working_day(self, d: date) -> bool:
+        """Whether ``d`` is a working day (rule 1)."""
+        if d in self.extra_working_days:
+            return True
+        if d in self.extra_days_off:
+            return False
+        return d in _national_year(self.country, d.year).working
+
+    def holiday_name(self, d: date) -> str | None:
+        """The public holiday's Vietnamese name on ``d``, or None (extra days off have none)."""
+        return _national_year(self.country, d.year).names.get(d)
+
+    def local_date(self, t: datetime) -> date:
+        """The province's calendar date at instant ``t``."""
+        return t.astimezone(self.tz).date()
+
+    def windows_on(self, d: date) -> tuple[tuple[datetime, datetime], ...]:
+        """The working windows of day ``d`` as (open, close) instants; empty on a day off."""
+        if not self.is_working_day(d):
+            return ()
+        return tuple(
+            (datetime.combine(d, o, tzinfo=self.tz), datetime.combine(d, c, tzinfo=self.tz))
+            for o, c in self.office_hours
+        )
+
+    def first_opening_after(self, d: date) -> datetime:
+        """The opening of the first working day after date ``d`` (the same-day cut-off, rule 4)."""
+        return self.next_opening(datetime.combine(d + timedelta(days=1), time(0), tzinfo=self.tz))
+
+    # -- instants -----------------------------------------------------------------------------
+
+    def is_working_instant(self, t: datetime) -> bool:
+        """Whether ``t`` lies inside a working window [open, close)."""
+        table = self._year(t.astimezone(self.tz).year)
+        us = _to_us(t)
+        j = bisect_right(table.opens, us) - 1
+        return j >= 0 and us < table.closes[j]
+
+    def next_opening(self, t: datetime) -> datetime:
+        """``t`` itself if inside [open, close); else the next window's opening."""
+        year = t.astimezone(self.tz).year
+        us = _to_us(t)
+        table = self._year(year)
+        j = bisect_right(table.closes, us)
+        if j < len(table.opens) and table.opens[j] <= us:
+            return t
+        return self._from_us(self._next_opening_us(year, us))
+
+    def add_working_time(self, start: datetime, amount: timedelta) -> datetime:
+        """The instant ``amount`` of working time after ``start`` (a due instant, rule 3).
+
+        A start outside working time, or exactly at a window's end, first moves to the next
+        opening. A due landing exactly on a window's end is that end. A zero amount returns
+        ``start`` unchanged (the caller decides whether that start moves, rule 3).
+        """
+        if amount < timedelta(0):
+            raise ValueError(f"cannot add a negative working time ({amount})")
+        if not amount:
+            return start
+        year = start.astimezone(self.tz).year
+        opening = self._next_opening_us(year, _to_us(start))
+        year = self._from_us(opening).year
+        table = self._year(year)
+        target = table.position(opening) + amount // _US
+        empty = 0
+        while target > table.total:
+            target -= table.total
+            empty = 0 if table.total else empty + 1
+            if empty > _MAX_EMPTY_YEARS:
+                raise ValueError(f"no working time in the {_MAX_EMPTY_YEARS} years before {year}")
+            year += 1
+            table = self._year(year)
+        i = bisect_left(table.cum_after, target)
+        return self._from_us(table.closes[i] - (table.cum_after[i] - target))
+
+    def working_time_between(self, a: datetime, b: datetime) -> timedelta:
+        """Working time from ``a`` to ``b``; zero if ``b`` is not after ``a``."""
+        a_us, b_us = _to_us(a), _to_us(b)
+        if b_us <= a_us:
+            return timedelta(0)
+        ya, yb = a.astimezone(self.tz).year, b.astimezone(self.tz).year
+        if ya == yb:
+            table = self._year(ya)
+            return timedelta(microseconds=table.position(b_us) - table.position(a_us))
+        first = self._year(ya)
+        total = first.total - first.position(a_us)
+        total += sum(self._year(y).total for y in range(ya + 1, yb))
+        total += self._year(yb).position(b_us)
+        return timedelta(microseconds=total)
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def with_changes(
+        self, *, extra_days_off: Iterable[date] = (), extra_working_days: Iterable[date] = ()
+    ) -> WorkingCalendar:
+        """A new calendar with more days off / working days; the later announcement wins.
+
+        A day announced off here stops being an extra working day, and the other way round.
+        """
+        off, work = frozenset(extra_days_off), frozenset(extra_working_days)
+        if off & work:
+            listed = ", ".join(sorted(d.isoformat() for d in off & work))
+            raise ValueError(f"dates both extra days off and extra working days: {listed}")
+        return WorkingCalendar(
+            timezone=self._timezone_name,
+            office_hours=self.office_hours,
+            extra_days_off=(self.extra_days_off - work) | off,
+            extra_working_days=(self.extra_working_days - off) | work,
+            country=self.country,
+        )
+
+    # -- tables -------------------------------------------------------------------------------
+
+    def _from_us(self, us: int) -> datetime:
+        return (_EPOCH + timedelta(microseconds=us)).astimezone(self.tz)
+
+    def _next_opening_us(self, year: int, us: int) -> int:
+        """First window opening at or after ``us``, or ``us`` itself inside a window."""
+        table = self._year(year)
+        j = bisect_right(table.closes, us)
+        if j < len(table.opens):
+            return max(us, table.opens[j])
+        for later in range(year + 1, year + 2 + _MAX_EMPTY_YEARS):
+            table = self._year(later)
+            if table.opens:
+                return table.opens[0]
+        raise ValueError(f"no working time in the {_MAX_EMPTY_YEARS} years after {year}")
+
+    def _year(self, year: int) -> _Year:
+        table = self._years.get(year)
+        if table is None:
+            table = self._years[year] = self._build_year(year)
+        return table
+
+    def _build_year(self, year: int) -> _Year:
+        opens: list[int] = []
+        closes: list[int] = []
+        cum_after: list[int] = []
+        total = 0
+        d = date(year, 1, 1)
+        one_day = timedelta(days=1)
+        while d.year == year:
+            if self.is_working_day(d):
+                for o, c in self.office_hours:
+                    start = _to_us(datetime.combine(d, o, tzinfo=self.tz))
+                    end = _to_us(datetime.combine(d, c, tzinfo=self.tz))
+                    if end <= start:  # a window swallowed by a daylight-saving jump
+                        continue
+                    total += end - start
+                    opens.append(start)
+                    closes.append(end)
+                    cum_after.append(total)
+            d += one_day
+        return _Year(opens, closes, cum_after, total)
