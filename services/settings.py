@@ -42,6 +42,11 @@ class Settings:
     worker_port: int = field(default=6066, metadata={"env": "LIENTHONG_WORKER_PORT"})
     #: LIENTHONG_HOST — address servers bind to.
     host: str = field(default="127.0.0.1", metadata={"env": "LIENTHONG_HOST"})
+    #: LIENTHONG_CACHE_DIR — downloaded tools, e.g. the embedded Kafka broker's jars.
+    cache_dir: Path = field(default=Path.home() / ".cache" / "lienthong",
+                            metadata={"env": "LIENTHONG_CACHE_DIR"})
+    #: LIENTHONG_KAFKA_VERSION — embedded broker version; unset means the one pinned in the pom.
+    kafka_version: str | None = field(default=None, metadata={"env": "LIENTHONG_KAFKA_VERSION"})
     #: LIENTHONG_KEYS_FILE — per-agency HMAC keys (never in the repository).
     keys_file: Path | None = field(default=None, metadata={"env": "LIENTHONG_KEYS_FILE"})
 
