@@ -1,0 +1,291 @@
+"""Dossier events (DESIGN section 4): the canonical JSON form, parsed and checked.
+
+Every event is a flat JSON object with ``event_id`` (a UUID chosen by the producer), ``type``,
+``dossier`` (mã hồ sơ), ``at`` (an ISO-8601 instant with offset) and ``agency`` (the agency that
+did the thing), plus the fields of its type:
+
+=======================  ==========================================================
+type                     extra fields
+=======================  ==========================================================
+received                 procedure, channel (desk/online/postal), applicant,
+                         optional appointment_at (ngày hẹn trả of the source system)
+handoff                  to_agency, optional note (chuyển hồ sơ)
+supplement_requested     reason (yêu cầu bổ sung, hoàn thiện hồ sơ)
+supplement_received      —
+obligation_requested     amount_vnd (nghĩa vụ tài chính)
+obligation_paid          amount_vnd
+apology_issued           new_due_at, reason (xin lỗi và hẹn lại ngày trả)
+result_ready             decision (approved/refused)
+returned                 channel (desk/postal)
+withdrawn / stopped      reason
+postal_update            tracking_number, leg (dossier_in/result_out), status
+=======================  ==========================================================
+
+A field of another type is accepted only when it is null (a flat Avro record decoded to a dict
+carries every optional field); an unknown field is refused, so a misspelt optional field is
+never silently ignored. Free text is normalised to Unicode NFC, so the same Vietnamese name
+typed on two keyboards (NFC or NFD) is the same name.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from .identifiers import agency_code_problem, dossier_code_problem, procedure_code_problem
+
+EventType = Literal[
+    "received", "handoff", "supplement_requested", "supplement_received",
+    "obligation_requested", "obligation_paid", "apology_issued", "result_ready",
+    "returned", "withdrawn", "stopped", "postal_update",
+]
+
+RECEIVED_CHANNELS = ("desk", "online", "postal")
+RETURN_CHANNELS = ("desk", "postal")
+DECISIONS = ("approved", "refused")
+POSTAL_LEGS = ("dossier_in", "result_out")
+POSTAL_STATUSES = ("picked_up", "in_transit", "delivered", "failed", "returned_to_sender")
+
+COMMON_FIELDS = ("event_id", "type", "dossier", "at", "agency")
+
+# Extra fields per type: (name, required).
+TYPE_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "received": (("procedure", True), ("channel", True), ("applicant", True),
+                 ("appointment_at", False)),
+    "handoff": (("to_agency", True), ("note", False)),
+    "supplement_requested": (("reason", True),),
+    "supplement_received": (),
+    "obligation_requested": (("amount_vnd", True),),
+    "obligation_paid": (("amount_vnd", True),),
+    "apology_issued": (("new_due_at", True), ("reason", True)),
+    "result_ready": (("decision", True),),
+    "returned": (("channel", True),),
+    "withdrawn": (("reason", True),),
+    "stopped": (("reason", True),),
+    "postal_update": (("tracking_number", True), ("leg", True), ("status", True)),
+}
+EVENT_TYPES: tuple[str, ...] = tuple(TYPE_FIELDS)
+
+_ALL_FIELDS = frozenset(COMMON_FIELDS).union(
+    name for fields in TYPE_FIELDS.values() for name, _ in fields)
+_ALLOWED = {t: frozenset(COMMON_FIELDS).union(n for n, _ in f) for t, f in TYPE_FIELDS.items()}
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+MAX_TEXT = 2000  # longest free text (reason, note, names) the hub accepts
+
+
+class InvalidEvent(ValueError):
+    """An event that does not follow the contract; ``field`` names the culprit."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class Applicant:
+    """Người nộp hồ sơ: personal data, masked in logs (Decree 13/2023)."""
+
+    name: str
+    id_number: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.id_number is not None:
+            out["id_number"] = self.id_number
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened to a dossier. Fields not used by ``type`` are None."""
+
+    event_id: str
+    type: str
+    dossier: str
+    at: datetime
+    agency: str
+    procedure: str | None = None
+    channel: str | None = None
+    applicant: Applicant | None = None
+    appointment_at: datetime | None = None
+    to_agency: str | None = None
+    note: str | None = None
+    reason: str | None = None
+    amount_vnd: int | None = None
+    new_due_at: datetime | None = None
+    decision: str | None = None
+    tracking_number: str | None = None
+    leg: str | None = None
+    status: str | None = None
+
+
+# Identifier shapes repeat across events (a province has a few hundred agencies); remember the
+# good ones so the hot path pays for each regex once. Bounded so hostile input cannot grow it.
+_GOOD_AGENCIES: set[str] = set()
+_GOOD_PROCEDURES: set[str] = set()
+_CACHE_LIMIT = 100_000
+
+
+def _instant(data: Mapping[str, Any], name: str) -> datetime:
+    value = data[name]
+    if not isinstance(value, str):
+        raise InvalidEvent(name, "must be an ISO-8601 instant string with offset")
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidEvent(name, f"{value[:40]!r} is not an ISO-8601 instant") from None
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise InvalidEvent(name, f"{value[:40]!r} has no UTC offset (write e.g. +07:00)")
+    return t
+
+
+def _agency(data: Mapping[str, Any], name: str) -> str:
+    value = data[name]
+    if value in _GOOD_AGENCIES:
+        return value  # type: ignore[no-any-return]
+    problem = agency_code_problem(value)
+    if problem:
+        raise InvalidEvent(name, problem)
+    if len(_GOOD_AGENCIES) < _CACHE_LIMIT:
+        _GOOD_AGENCIES.add(value)
+    return value  # type: ignore[no-any-return]
+
+
+def _text(data: Mapping[str, Any], name: str, *, required: bool = True) -> str:
+    value = data[name]
+    if not isinstance(value, str):
+        raise InvalidEvent(name, "must be a string")
+    if required and not value.strip():
+        raise InvalidEvent(name, "must not be empty")
+    if len(value) > MAX_TEXT:
+        raise InvalidEvent(name, f"is longer than {MAX_TEXT} characters")
+    return value if value.isascii() else unicodedata.normalize("NFC", value)
+
+
+def _choice(data: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    value = data[name]
+    if value not in allowed:
+        raise InvalidEvent(name, f"{value!r} is not one of {', '.join(allowed)}")
+    return value  # type: ignore[no-any-return]
+
+
+def _amount(data: Mapping[str, Any], name: str) -> int:
+    value = data[name]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidEvent(name, "must be a whole number of đồng, zero or more")
+    return value
+
+
+def _applicant(data: Mapping[str, Any], name: str) -> Applicant:
+    value = data[name]
+    if not isinstance(value, Mapping):
+        raise InvalidEvent(name, "must be an object with name and id_number")
+    unknown = set(value) - {"name", "id_number"}
+    if unknown:
+        raise InvalidEvent(f"{name}.{sorted(unknown)[0]}", "is not a field of applicant")
+    if "name" not in value:
+        raise InvalidEvent(f"{name}.name", "is required")
+    person = _text(value, "name")
+    id_number = value.get("id_number")
+    if id_number is not None:
+        id_number = _text(value, "id_number")
+    return Applicant(person, id_number)
+
+
+def parse_event(data: Mapping[str, Any]) -> Event:
+    """Check a canonical JSON event (already decoded from JSON) and build its Event.
+
+    Raises InvalidEvent(field, problem) naming the first problem found.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidEvent("", "an event must be a JSON object")
+    etype = data.get("type")
+    allowed = _ALLOWED.get(etype) if isinstance(etype, str) else None
+    if allowed is None:
+        raise InvalidEvent("type", f"{etype!r} is not one of {', '.join(EVENT_TYPES)}")
+    for key in data:
+        if key not in allowed:
+            if key in _ALL_FIELDS:
+                if data[key] is None:
+                    continue
+                raise InvalidEvent(key, f"is not a field of a {etype} event")
+            raise InvalidEvent(str(key), "is not a field of any event")
+    for name in COMMON_FIELDS:
+        if data.get(name) is None:
+            raise InvalidEvent(name, "is required")
+    event_id = data["event_id"]
+    if not isinstance(event_id, str) or not _UUID.match(event_id):
+        raise InvalidEvent("event_id", "must be a UUID like 5b1e7c1e-0d4e-4c9a-9d3e-2f1a0b9c8d7e")
+    dossier = data["dossier"]
+    problem = dossier_code_problem(dossier)
+    if problem:
+        raise InvalidEvent("dossier", problem)
+    at = _instant(data, "at")
+    agency = _agency(data, "agency")
+    extra: dict[str, Any] = {}
+    etype = str(etype)
+    for name, required in TYPE_FIELDS[etype]:
+        if data.get(name) is None:
+            if required:
+                raise InvalidEvent(name, f"is required for a {etype} event")
+            continue
+        extra[name] = _FIELD_PARSERS[name](data, name, etype)
+    return Event(event_id=event_id.lower(), type=etype, dossier=dossier, at=at, agency=agency,
+                 **extra)
+
+
+def _procedure(data: Mapping[str, Any], name: str, _t: str) -> str:
+    value = data[name]
+    if value in _GOOD_PROCEDURES:
+        return value  # type: ignore[no-any-return]
+    problem = procedure_code_problem(value)
+    if problem:
+        raise InvalidEvent(name, problem)
+    if len(_GOOD_PROCEDURES) < _CACHE_LIMIT:
+        _GOOD_PROCEDURES.add(value)
+    return value  # type: ignore[no-any-return]
+
+
+def _channel(data: Mapping[str, Any], name: str, etype: str) -> str:
+    return _choice(data, name, RECEIVED_CHANNELS if etype == "received" else RETURN_CHANNELS)
+
+
+_FIELD_PARSERS: dict[str, Any] = {
+    "procedure": _procedure,
+    "channel": _channel,
+    "applicant": lambda d, n, _t: _applicant(d, n),
+    "appointment_at": lambda d, n, _t: _instant(d, n),
+    "to_agency": lambda d, n, _t: _agency(d, n),
+    "note": lambda d, n, _t: _text(d, n, required=False),
+    "reason": lambda d, n, _t: _text(d, n),
+    "amount_vnd": lambda d, n, _t: _amount(d, n),
+    "new_due_at": lambda d, n, _t: _instant(d, n),
+    "decision": lambda d, n, _t: _choice(d, n, DECISIONS),
+    "tracking_number": lambda d, n, _t: _text(d, n),
+    "leg": lambda d, n, _t: _choice(d, n, POSTAL_LEGS),
+    "status": lambda d, n, _t: _choice(d, n, POSTAL_STATUSES),
+}
+
+
+def event_to_json(event: Event) -> dict[str, Any]:
+    """The canonical JSON object of an event (only the fields of its type)."""
+    out: dict[str, Any] = {
+        "event_id": event.event_id, "type": event.type, "dossier": event.dossier,
+        "at": event.at.isoformat(), "agency": event.agency,
+    }
+    for name, _ in TYPE_FIELDS[event.type]:
+        value = getattr(event, name)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, Applicant):
+            value = value.to_json()
+        out[name] = value
+    return out
