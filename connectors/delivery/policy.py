@@ -1,0 +1,112 @@
+"""What a delivery attempt's answer means, and when a failing destination is reported.
+
+Pure: no HTTP or Kafka here, only decisions the service shell acts on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+
+from lienthong.connectors.delivery.breaker import BreakerConfig
+from lienthong.connectors.http import RetryPolicy
+
+#: Client errors that say "not now" rather than "never".
+RETRYABLE_CLIENT_ERRORS = frozenset({408, 425, 429})
+
+#: Fixed namespace for the deterministic ids of destination alerts.
+ALERT_NAMESPACE = uuid.UUID("6c1b6f2e-5d1a-4d0e-9a57-3f1e0c4b8d21")
+
+DELIVERY_FAILING = "delivery_failing"
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"  # 2xx: the destination has it
+    PERMANENT = "permanent"  # 4xx other than 408/425/429: retrying cannot help; park now
+    RETRY = "retry"  # 5xx, 408/425/429, timeout, connection error
+
+
+def classify_status(status: int) -> Outcome:
+    if 200 <= status < 300:
+        return Outcome.DELIVERED
+    if 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS:
+        return Outcome.PERMANENT
+    # 5xx, the retryable 4xx, and anything unexpected (1xx/3xx: redirects are not followed,
+    # a moved endpoint is a catalogue fix, and the message should not be lost meanwhile).
+    return Outcome.RETRY
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """Tunables of the delivery service, with production defaults.
+
+    ``retry.attempts`` is the number of tries of one delivery (the first included); the pauses
+    between them are ``retry.delays()`` (exponential, full jitter, capped). A delivery waiting
+    for an open circuit uses no attempts, but never waits past ``max_wait_seconds`` from when it
+    was read: then it is parked as ``destination_unavailable`` so the partition keeps moving.
+    """
+
+    retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(attempts=8, base_delay=0.5, max_delay=60.0))
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    alert_after_failures: int = 5  # consecutive failed attempts before delivery_failing
+    request_timeout: float = 10.0
+    max_in_flight_per_partition: int = 1000
+    max_concurrency_per_destination: int = 16
+    max_wait_seconds: float = 6 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.retry.attempts < 1:
+            raise ValueError("retry.attempts must be at least 1")
+        if self.max_in_flight_per_partition < 1 or self.max_concurrency_per_destination < 1:
+            raise ValueError("in-flight and concurrency limits must be at least 1")
+
+
+def delivery_failing_id(destination: str, kind: str, first_failure: datetime) -> str:
+    """Deterministic alert id from (destination, kind, first failure instant) (DESIGN §6)."""
+    instant = first_failure.astimezone(UTC).isoformat(timespec="milliseconds")
+    return str(uuid.uuid5(ALERT_NAMESPACE, f"{destination}|{kind}|{instant}"))
+
+
+@dataclass(frozen=True)
+class FailingDestination:
+    """A destination that failed ``failures`` times in a row since ``first_failure``."""
+
+    destination: str
+    first_failure: datetime
+    failures: int
+    last_error: str
+
+    @property
+    def alert_id(self) -> str:
+        return delivery_failing_id(self.destination, DELIVERY_FAILING, self.first_failure)
+
+
+class FailureStreaks:
+    """Consecutive failed attempts per destination; reports a streak once, at the threshold.
+
+    Any answer from the destination (2xx or a permanent 4xx) ends the streak; the next streak
+    has a new first-failure instant and so a new alert id.
+    """
+
+    def __init__(self, threshold: int) -> None:
+        if threshold < 1:
+            raise ValueError("threshold must be at least 1")
+        self.threshold = threshold
+        self._streaks: dict[str, tuple[datetime, int]] = {}
+
+    def failure(self, destination: str, at: datetime, error: str) -> FailingDestination | None:
+        first, count = self._streaks.get(destination, (at, 0))
+        count += 1
+        self._streaks[destination] = (first, count)
+        if count == self.threshold:
+            return FailingDestination(destination, first, count, error)
+        return None
+
+    def success(self, destination: str) -> None:
+        self._streaks.pop(destination, None)
+
+    def failing(self, destination: str) -> int:
+        return self._streaks.get(destination, (None, 0))[1]
