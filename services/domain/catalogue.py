@@ -499,11 +499,12 @@ class _Parser:
         top = self.mapping(data, "", _TOP_FIELDS, ("province", "agencies", "procedures"))
         if top is None:
             raise CatalogueError(self.problems)
-        province = self.province(top.get("province"))
+        province = self.province(top["province"]) if "province" in top else None
         calendar, due_soon = self.calendar(top.get("calendar", {}))
-        agencies = self.agencies(top.get("agencies", []))
+        agencies = self.agencies(top["agencies"]) if "agencies" in top else {}
         day_length = calendar.day_length if calendar else WorkingCalendar().day_length
-        procedures = self.procedures(top.get("procedures", []), day_length)
+        procedures = self.procedures(top["procedures"], day_length) if (
+            "procedures" in top) else []
         if self.problems or province is None or calendar is None:
             raise CatalogueError(self.problems)
         return Catalogue(province_code=province[0], province_name=province[1],
