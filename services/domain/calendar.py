@@ -195,7 +195,7 @@ class WorkingCalendar:
         j = bisect_right(table.closes, us)
         if j < len(table.opens) and table.opens[j] <= us:
             return t
-        return self._from_us(self._next_opening_us(year, us))
+        return self._from_us(self._next_opening_us(year, us)[1])
 
     def add_working_time(self, start: datetime, amount: timedelta) -> datetime:
         """The instant ``amount`` of working time after ``start`` (a due instant, rule 3).
@@ -208,9 +208,7 @@ class WorkingCalendar:
             raise ValueError(f"cannot add a negative working time ({amount})")
         if not amount:
             return start
-        year = start.astimezone(self.tz).year
-        opening = self._next_opening_us(year, _to_us(start))
-        year = self._from_us(opening).year
+        year, opening = self._next_opening_us(start.astimezone(self.tz).year, _to_us(start))
         table = self._year(year)
         target = table.position(opening) + amount // _US
         empty = 0
@@ -265,16 +263,17 @@ class WorkingCalendar:
     def _from_us(self, us: int) -> datetime:
         return (_EPOCH + timedelta(microseconds=us)).astimezone(self.tz)
 
-    def _next_opening_us(self, year: int, us: int) -> int:
-        """First window opening at or after ``us``, or ``us`` itself inside a window."""
+    def _next_opening_us(self, year: int, us: int) -> tuple[int, int]:
+        """(local year, instant) of the first opening at or after ``us`` (in ``year``), or of
+        ``us`` itself inside a window."""
         table = self._year(year)
         j = bisect_right(table.closes, us)
         if j < len(table.opens):
-            return max(us, table.opens[j])
+            return year, max(us, table.opens[j])
         for later in range(year + 1, year + 2 + _MAX_EMPTY_YEARS):
             table = self._year(later)
             if table.opens:
-                return table.opens[0]
+                return later, table.opens[0]
         raise ValueError(f"no working time in the {_MAX_EMPTY_YEARS} years after {year}")
 
     def _year(self, year: int) -> _Year:
