@@ -123,8 +123,9 @@ class CatalogueProblem:
 class CatalogueError(Exception):
     """A catalogue that cannot be used, with every problem found."""
 
-    def __init__(self, problems: Sequence[CatalogueProblem]) -> None:
+    def __init__(self, problems: Sequence[CatalogueProblem], source: str | None = None) -> None:
         self.problems = list(problems)
+        self.source = source  # the file (or "<memory>") the problems were found in
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -183,7 +184,12 @@ class Catalogue:
         starts = self._starts.get(code)
         if starts is None:
             return None
-        day = self.calendar.local_date(at) if isinstance(at, datetime) else at
+        if isinstance(at, datetime):
+            if at.tzinfo is None or at.utcoffset() is None:
+                raise ValueError(f"instant {at.isoformat()} has no time zone")
+            day = self.calendar.local_date(at)
+        else:
+            day = at
         i = bisect_right(starts, day) - 1
         return self._versions[code][i] if i >= 0 else None
 
@@ -313,26 +319,29 @@ def read_catalogue_data(path: str | Path) -> Any:
     """The file's data, YAML or JSON. Raises OSError if unreadable, CatalogueError if malformed."""
     path = Path(path)
     raw = path.read_bytes()
+
+    def malformed(where: str, message: str) -> CatalogueError:
+        return CatalogueError([CatalogueProblem(where, message)], str(path))
+
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise CatalogueError([CatalogueProblem(f"byte {e.start}", "the file is not UTF-8")]) from e
+        raise malformed(f"byte {e.start}", "the file is not UTF-8") from e
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text, object_pairs_hook=_json_object)
         except json.JSONDecodeError as e:
-            raise CatalogueError([CatalogueProblem(
-                f"line {e.lineno}, column {e.colno}", f"not valid JSON: {e.msg}")]) from e
+            raise malformed(f"line {e.lineno}, column {e.colno}", f"not valid JSON: {e.msg}") from e
         except ValueError as e:
-            raise CatalogueError([CatalogueProblem("(file)", str(e))]) from e
+            raise malformed("(file)", str(e)) from e
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        raise CatalogueError([CatalogueProblem(where, f"not valid YAML: {e.problem}")]) from e
+        raise malformed(where, f"not valid YAML: {e.problem}") from e
     except yaml.YAMLError as e:
-        raise CatalogueError([CatalogueProblem("(file)", f"not valid YAML: {e}")]) from e
+        raise malformed("(file)", f"not valid YAML: {e}") from e
 
 
 def load_catalogue(path: str | Path) -> Catalogue:
@@ -343,8 +352,8 @@ def load_catalogue(path: str | Path) -> Catalogue:
 def parse_catalogue(data: Mapping[str, Any], source: str = "<memory>") -> Catalogue:
     """Validate catalogue data (as loaded from YAML/JSON) and build the catalogue.
 
-    Collects every problem before raising one CatalogueError. ``source`` names the input in
-    nothing but error messages' context (the problems' paths are inside the data).
+    Collects every problem before raising one CatalogueError, whose ``source`` is ``source``
+    (the problems' paths are inside the data).
     """
     return _Parser(source).catalogue(data)
 
@@ -498,7 +507,7 @@ class _Parser:
     def catalogue(self, data: object) -> Catalogue:
         top = self.mapping(data, "", _TOP_FIELDS, ("province", "agencies", "procedures"))
         if top is None:
-            raise CatalogueError(self.problems)
+            raise CatalogueError(self.problems, self.source)
         province = self.province(top["province"]) if "province" in top else None
         calendar, due_soon = self.calendar(top.get("calendar", {}))
         agencies = self.agencies(top["agencies"]) if "agencies" in top else {}
@@ -506,7 +515,7 @@ class _Parser:
         procedures = self.procedures(top["procedures"], day_length) if (
             "procedures" in top) else []
         if self.problems or province is None or calendar is None:
-            raise CatalogueError(self.problems)
+            raise CatalogueError(self.problems, self.source)
         return Catalogue(province_code=province[0], province_name=province[1],
                          agencies=agencies.values(), procedures=procedures,
                          calendar=calendar, due_soon=due_soon)

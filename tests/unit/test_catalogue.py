@@ -325,3 +325,16 @@ def test_a_duplicate_json_key_is_refused(tmp_path: Path) -> None:
 def test_a_missing_file_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         load_catalogue(tmp_path / "absent.yaml")
+
+
+def test_the_error_names_its_source_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("province: [\n", "utf-8")
+    with pytest.raises(CatalogueError) as info:
+        load_catalogue(path)
+    assert info.value.source == str(path)
+
+
+def test_a_naive_receipt_instant_is_refused() -> None:
+    with pytest.raises(ValueError, match="time zone"):
+        parse_catalogue(BASE).procedure("1.001193", datetime(2026, 6, 8, 9))
