@@ -1,0 +1,85 @@
+"""Alerts (DESIGN section 6, "Alerts") and their deterministic ids.
+
+Time alerts (``due_soon``, ``overdue``) are identified by (dossier, scope, kind, due instant);
+event alerts (``unexpected_recipient``, ``repeat_supplement``, ``appointment_mismatch``) by
+(dossier, kind, triggering event id). The same alert computed twice — by a restarted worker,
+by ``replay`` — has the same id, so every consumer of the alert feed deduplicates on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+AlertKind = Literal["due_soon", "overdue", "unexpected_recipient", "repeat_supplement",
+                    "appointment_mismatch", "delivery_failing", "portal_drift"]
+AlertScope = Literal["step", "dossier", "destination"]
+
+# The namespace of every deterministic id the domain core makes (alerts and deliveries).
+ID_NAMESPACE = uuid.UUID("6f3c2a56-1b0e-5d8e-9a43-7c1d2e4f8a90")
+
+
+def instant_key(t: datetime) -> str:
+    """A compact, exact, zone-independent spelling of an instant, for ids."""
+    seconds = int(t.timestamp()) if not t.microsecond else t.timestamp()
+    return str(seconds)
+
+
+def time_alert_id(dossier: str, scope: str, kind: str, due: datetime) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{dossier}|{scope}|{kind}|{instant_key(due)}"))
+
+
+def event_alert_id(dossier: str, kind: str, event_id: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{dossier}|{kind}|{event_id}"))
+
+
+def destination_alert_id(destination: str, kind: str, first_failure: datetime) -> str:
+    """(destination, kind, first failure): for ``delivery_failing`` and ``portal_drift``."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{destination}|{kind}|{instant_key(first_failure)}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert for the feed, the dashboard and Alertmanager.
+
+    ``agency``: for step alerts the step's agency; for dossier time alerts the agency holding
+    the dossier at the firing instant; see the Alerts section for the others. ``due_at`` is the
+    due in force when it fired (None for the event alerts that have none). ``at`` is the firing
+    instant (a time alert) or the triggering event's instant.
+    """
+
+    alert_id: str
+    kind: str
+    scope: str
+    dossier: str
+    agency: str
+    due_at: datetime | None
+    at: datetime
+    procedure: str | None = None
+    step: int | None = None  # index of the step in the dossier's steps (scope step)
+    event_id: str | None = None  # the triggering event (event alerts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id, "kind": self.kind, "scope": self.scope,
+            "dossier": self.dossier, "agency": self.agency,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "at": self.at.isoformat(), "procedure": self.procedure, "step": self.step,
+            "event_id": self.event_id,
+        }
+
+
+def time_alert(kind: str, scope: str, dossier: str, agency: str, due: datetime,
+               at: datetime, procedure: str, step: int | None,
+               id_due: datetime | None = None) -> Alert:
+    """A due_soon/overdue alert; ``id_due`` is the due instant its id names (default ``due``)."""
+    return Alert(time_alert_id(dossier, scope, kind, id_due or due), kind, scope, dossier,
+                 agency, due, at, procedure, step)
+
+
+def event_alert(kind: str, dossier: str, agency: str, event_id: str, at: datetime,
+                procedure: str, due_at: datetime | None = None) -> Alert:
+    return Alert(event_alert_id(dossier, kind, event_id), kind, "dossier", dossier, agency,
+                 due_at, at, procedure, None, event_id)

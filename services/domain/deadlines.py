@@ -1,0 +1,186 @@
+"""Legal clocks (DESIGN section 6, rules 3-10): one for the dossier, one per step.
+
+A :class:`Clock` counts an allotment of working time. It runs in *segments*: it starts (rule 3:
+at the next opening), may pause (rule 7: supplement request, financial obligation) and resume
+with the remaining working time, or restart from zero. While it runs, ``due`` is
+``add_working_time(run_from, left)``; while it is paused, ``due`` is the due in force when the
+pause began and ``left`` is the working time that remained then.
+
+The instant the ``due_soon`` alert fires is computed once per segment (``soon_at``), so the
+alert sweep is a comparison of instants and needs no calendar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from .calendar import WorkingCalendar
+
+ZERO = timedelta(0)
+Outcome = Literal["early", "on_time", "late", "overdue", "open"]
+
+
+def due_soon_threshold(allot: timedelta, due_soon: timedelta) -> timedelta:
+    """min(due_soon_hours, half the item's full allotment) (Alerts, ``due_soon``)."""
+    return min(due_soon, allot / 2)
+
+
+@dataclass(slots=True)
+class Clock:
+    """The legal clock of a dossier or a step."""
+
+    allot: timedelta  # the full allotment
+    due: datetime  # the due in force
+    run_from: datetime | None  # start of the running segment (a working instant); None: paused
+    left: timedelta  # working time left at run_from (running) or when the pause began (paused)
+    soon_at: datetime | None = None  # when due_soon fires in this segment, if it will
+    armed: bool = True  # due_soon not yet fired since the clock (re)started
+    paused_at: datetime | None = None  # when the pause began (an ended item is judged there)
+    late_pause: bool = False  # the pause began after the due: the due stays, no new alerts
+    waited_after_due: timedelta = ZERO  # paused working time after the due (not an overrun)
+
+    # -- changes ------------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, cal: WorkingCalendar, clock_start: datetime, allot: timedelta,
+              due_soon: timedelta, *, paused_at: datetime | None = None) -> Clock:
+        """A clock of ``allot`` whose running begins at working instant ``clock_start``.
+
+        With ``paused_at`` it starts paused (a hand-off during a pause): ``due`` is then the
+        due it would have if it ran from ``clock_start``.
+        """
+        due = cal.add_working_time(clock_start, allot)
+        if paused_at is not None:
+            return cls(allot, due, None, allot, None, True, paused_at)
+        clock = cls(allot, due, clock_start, allot)
+        clock.soon_at = clock._soon(cal, due_soon)
+        return clock
+
+    def _soon(self, cal: WorkingCalendar, due_soon: timedelta) -> datetime | None:
+        # Fires where the remaining time equals the threshold, if the clock runs there: a
+        # segment that starts already below its threshold fires none; a zero allotment none.
+        assert self.run_from is not None
+        threshold = due_soon_threshold(self.allot, due_soon)
+        if not self.armed or threshold <= ZERO or self.left < threshold:
+            return None
+        return cal.add_working_time(self.run_from, self.left - threshold)
+
+    def pause(self, cal: WorkingCalendar, at: datetime) -> None:
+        """The pause begins at ``at`` (no effect if already paused)."""
+        if self.run_from is None:
+            return
+        if at > self.due:  # rule 7: a pause after the due does not move it
+            self.late_pause = True
+            self.left = ZERO
+        else:
+            self.left = cal.working_time_between(max(at, self.run_from), self.due)
+        self.run_from = None
+        self.soon_at = None
+        self.paused_at = at
+
+    def resume(self, cal: WorkingCalendar, at: datetime, due_soon: timedelta) -> None:
+        """Every request answered at ``at``: the remaining working time carries on."""
+        if self.run_from is not None or self.paused_at is None:
+            return
+        self.run_from = cal.next_opening(at)
+        if self.late_pause:
+            # Still overdue against the same due; the waiting is not the agency's overrun.
+            self.waited_after_due += cal.working_time_between(self.paused_at, at)
+            self.late_pause = False
+            self.armed = False
+        else:
+            self.due = cal.add_working_time(self.run_from, self.left)
+            self.soon_at = self._soon(cal, due_soon)
+        self.paused_at = None
+
+    def restart(self, cal: WorkingCalendar, at: datetime, due_soon: timedelta) -> None:
+        """``on_supplement: restart``: the full allotment again from ``at`` (re-arms due_soon)."""
+        self.run_from = cal.next_opening(at)
+        self.left = self.allot
+        self.due = cal.add_working_time(self.run_from, self.allot)
+        self.armed = True
+        self.late_pause = False
+        self.paused_at = None
+        self.waited_after_due = ZERO
+        self.soon_at = self._soon(cal, due_soon)
+
+    def recompute(self, cal: WorkingCalendar, at: datetime, due_soon: timedelta) -> bool:
+        """The calendar changed at ``at``: move a running, not yet passed due. True if moved."""
+        if self.run_from is None or self.due <= at:
+            return False
+        run_from = cal.next_opening(self.run_from)
+        due = cal.add_working_time(run_from, self.left)
+        if due == self.due and run_from == self.run_from:
+            return False
+        self.run_from, self.due = run_from, due
+        self.soon_at = self._soon(cal, due_soon)
+        return True
+
+    # -- judgement ----------------------------------------------------------------------------
+
+    def judged_end(self, at: datetime) -> datetime:
+        """The instant an item ending at ``at`` is judged at: the pause start if paused."""
+        return self.paused_at if self.paused_at is not None else at
+
+    def outcome(self, cal: WorkingCalendar, end: datetime | None, now: datetime) -> Outcome:
+        """Rule 8 for an item judged at ``end`` (None: not ended) as seen at ``now``."""
+        if end is not None:
+            if end <= self.due:
+                return "early" if cal.local_date(end) < cal.local_date(self.due) else "on_time"
+            return "late"
+        if self.run_from is None:
+            return "overdue" if self.late_pause else "open"
+        return "overdue" if now > self.due else "open"
+
+    def overrun(self, cal: WorkingCalendar, end: datetime | None, now: datetime) -> timedelta:
+        """Rule 10: working time from the due to the end (or now), minus waiting after it."""
+        if end is None:
+            if self.run_from is None:
+                if not self.late_pause or self.paused_at is None:
+                    return ZERO
+                end = self.paused_at
+            else:
+                end = now
+        if end <= self.due:
+            return ZERO
+        return max(ZERO, cal.working_time_between(self.due, end) - self.waited_after_due)
+
+    # -- storage ------------------------------------------------------------------------------
+
+    def to_list(self) -> list[Any]:
+        return [_span(self.allot), instant_to_json(self.due), instant_to_json(self.run_from),
+                _span(self.left), instant_to_json(self.soon_at), int(self.armed),
+                instant_to_json(self.paused_at), int(self.late_pause),
+                _span(self.waited_after_due)]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> Clock:
+        due = instant_from_json(data[1])
+        assert due is not None
+        return cls(timedelta(seconds=data[0]), due, instant_from_json(data[2]),
+                   timedelta(seconds=data[3]), instant_from_json(data[4]), bool(data[5]),
+                   instant_from_json(data[6]), bool(data[7]), timedelta(seconds=data[8]))
+
+
+def _span(d: timedelta) -> int | float:
+    s = d.total_seconds()
+    return int(s) if s.is_integer() else s
+
+
+def instant_to_json(t: datetime | None) -> int | str | None:
+    """Whole-second instants as epoch seconds (compact); others as ISO text (exact)."""
+    if t is None:
+        return None
+    if t.microsecond:
+        return t.isoformat()
+    return int(t.timestamp())
+
+
+def instant_from_json(v: int | str | None) -> datetime | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return datetime.fromisoformat(v)
+    return datetime.fromtimestamp(v, UTC)

@@ -1,0 +1,748 @@
+"""The dossier state machine and deadline engine (DESIGN section 6, rules 1-11, and Alerts).
+
+``apply_event(state, event, catalogue, now=None)`` is the one entry point for events: it returns
+:class:`Applied` (the new state, the deliveries to make, the alerts to raise), :class:`Rejected`
+(a reason code and a sentence; the state is untouched) or :data:`SKIPPED` (a repeated event id).
+The state is updated in place and returned in ``Applied`` (no copy per event); a rejected or
+skipped event leaves it exactly as it was. Before an event is applied, the time alerts that fire
+strictly before its instant are raised (and recorded as fired), so the holder they name is the
+holder at their instant; an event at exactly an alert's instant counts as done before it.
+
+``time_alerts(state, catalogue, until)`` gives the due_soon/overdue alerts firing at or before
+``until`` that were not yet recorded; ``mark_fired(state, alerts)`` records them (the tracker
+calls it after sending). ``next_alarm(state)`` is the next instant one may fire.
+``recompute(state, catalogue, at)`` moves open deadlines after a calendar change (a day off
+announced late) and writes the change into the dossier's timeline. ``report(state, catalogue,
+now)`` is the dossier's row of the ``replay`` report.
+
+Rejection reasons: ``unknown_dossier``, ``duplicate_dossier``, ``out_of_order``,
+``future_event``, ``not_holder`` (rule 11) and ``unknown_agency`` (sender of a ``received`` or
+recipient of a hand-off not in the catalogue), ``unknown_procedure`` (no version in force at
+receipt), ``invalid_route`` (``@parent`` without a parent), ``no_open_request`` (an answer with
+no open request of its kind), ``invalid_handoff`` (to oneself), ``invalid_apology`` (a new date
+not after the apology).
+
+Choices
+-------
+Where the rules leave room, the engine decides as follows.
+
+1. *Same instant.* An event at exactly a time alert's instant is applied first: a result at
+   17:00 for a 17:00 due is on time and raises no ``overdue``; a pause at exactly the instant
+   stops that alert (and a hand-off at that instant names the new holder, as the rules say).
+2. *Cut-off and the first step.* With ``same_day_cutoff``, the first step's clock starts with
+   the dossier's (the next working day's opening), not at the receipt instant.
+3. *A route not starting at the receiving agency.* The first step is still the receiving
+   agency's (it holds the dossier), off the route with a zero allotment; a hand-off to the
+   route's first agency is then the expected one. An empty route is one step of the receiving
+   agency with the whole ``total``.
+4. *Unexpected recipient without a later route step* gets a zero allotment and the route
+   position stays where it was, so a hand-off back onto the route's next step is expected.
+5. *Pause at exactly the due* is not "after the due": the remaining time is zero, and on resume
+   the item is due at the resumed clock start (where its ``overdue`` then fires). A pause that
+   begins after the due keeps the due; the working time spent paused after the due is not
+   counted in the item's overrun (rule 10), as the waiting is the applicant's.
+6. *Requests.* At most one open request of each kind (supplement, obligation); a second request
+   of an open kind needs no second answer. An answer without an open request of its kind is
+   rejected (``no_open_request``). ``repeat_supplement`` is raised at the second
+   ``supplement_requested`` of the dossier (whether or not the first was answered), once.
+7. *Restart and nesting.* With ``on_supplement: restart`` the dossier's and the current step's
+   clocks restart from zero when the clocks resume (at ``supplement_received``, or at the later
+   answer when an obligation is still open), at the next opening (rule 3; cut-off ignored).
+   Only supplements restart; an obligation always pauses.
+8. *A step that starts paused* (hand-off during a pause) reports as ``due_at`` the due it would
+   have had running from its start; if it ends still paused it is judged at its start.
+9. *Apology dates.* An apology's ``overdue`` alert fires at its new date if the dossier has not
+   ended and is not paused then; if the dossier is paused then, it fires when the clocks resume.
+   Its ``due_at`` is the apology's new date (the due the alert is about); the dossier's own
+   ``due_at`` never changes (rule 9). An apology date equal to the original due is the same
+   alert. Apologies come from the holder.
+10. *Same id, same alert.* Alert ids follow DESIGN exactly — (dossier, scope, kind, due
+   instant) — so two steps of one dossier with the same due instant share one ``due_soon``
+   (and one ``overdue``) alert.
+11. *After the end* (first ``result_ready``/``returned``/``stopped``/``withdrawn``), events
+   are still checked (duplicates, order, authority against the holder at the end) and kept on
+   the timeline; they make no step, pause or alert, but still make deliveries (a ``returned``
+   after ``result_ready`` syncs status 10 to the portal and may order a shipment).
+12. *Lateness attribution ties* are broken by the order in which the agencies first held the
+   dossier (the route order as travelled).
+13. *Outcome of withdrawn/stopped dossiers* is the plain time comparison like any other; the
+   statistics leave them out of the rates (``DossierState.end_type`` says how it ended).
+   ``late_for_statistics`` is True for a late/overdue dossier or one with a repeat
+   supplement request (Decision 766).
+14. *Portal status* (DVCQG): 2 at receipt, 5/6 while a supplement/obligation request is open
+   (5 wins when both are), 4 after a hand-off or an answer, 9/10/7/8 at the end; a delivery is
+   made only when the status changes. Channel code from the receipt channel.
+15. *Post.* A shipment order goes to VNPOST at ``result_ready`` of a dossier received by post,
+   or at ``returned`` with channel ``postal``, once per dossier.
+16. *Postal updates* are accepted only from ``VNPOST`` and only for a dossier already received.
+17. *Calendar changes* (``recompute``) move only running deadlines not yet passed at the
+   change; a passed due stays (its alert has fired); a paused item's remaining time is applied
+   with the new calendar when it resumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta, tzinfo
+from typing import Any, Final
+
+from .alerts import Alert, event_alert, instant_key, time_alert
+from .calendar import WorkingCalendar
+from .catalogue import Catalogue
+from .deadlines import (
+    ZERO,
+    Clock,
+    Outcome,
+    instant_from_json,
+    instant_to_json,
+)
+from .events import Event, event_to_json
+from .routing import (
+    END_STATUS,
+    PORTAL,
+    PORTAL_CHANNEL,
+    PORTAL_OBLIGATION,
+    PORTAL_PROCESSING,
+    PORTAL_RECEIVED,
+    PORTAL_RETURNED,
+    PORTAL_SUPPLEMENT,
+    POSTAL,
+    Delivery,
+    delivery,
+    follow,
+)
+
+FUTURE_TOLERANCE = timedelta(minutes=5)  # rule 11: "more than 5 minutes ahead"
+ENDING = frozenset({"result_ready", "returned", "stopped", "withdrawn"})
+FROM_HOLDER = frozenset({"handoff", "supplement_requested", "obligation_requested", "stopped",
+                         "apology_issued", "result_ready"})
+FROM_HOLDER_OR_DESK = frozenset({"supplement_received", "obligation_paid", "returned",
+                                 "withdrawn"})
+SUPPLEMENT, OBLIGATION = "supplement", "obligation"
+STATE_VERSION = 1
+
+
+# -- decisions --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    state: DossierState
+    deliveries: list[Delivery]
+    alerts: list[Alert]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Not applied; ``reason`` is a code (``not_holder``, …), ``detail`` a sentence."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A repeated event id: skipped silently."""
+
+
+SKIPPED: Final = Skipped()
+Decision = Applied | Rejected | Skipped
+
+
+# -- state ------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Step:
+    """One agency's part (bước, khâu): a line of the tracking slip."""
+
+    agency: str
+    started_at: datetime  # the hand-off (or receipt) instant
+    clock: Clock
+    position: int  # route step it stands for (-1: before the route)
+    unexpected: bool = False
+    ended_at: datetime | None = None
+    judged_at: datetime | None = None  # rule 8: the pause start if it ended while paused
+
+    def to_list(self) -> list[Any]:
+        return [self.agency, instant_to_json(self.started_at), self.clock.to_list(),
+                self.position, int(self.unexpected), instant_to_json(self.ended_at),
+                instant_to_json(self.judged_at)]
+
+    @classmethod
+    def from_list(cls, d: list[Any]) -> Step:
+        started = instant_from_json(d[1])
+        assert started is not None
+        return cls(d[0], started, Clock.from_list(d[2]), d[3], bool(d[4]),
+                   instant_from_json(d[5]), instant_from_json(d[6]))
+
+
+@dataclass(slots=True)
+class Apology:
+    """Xin lỗi và hẹn lại ngày trả."""
+
+    at: datetime
+    agency: str
+    new_due_at: datetime
+    event_id: str
+
+
+@dataclass(slots=True)
+class DossierState:
+    """Everything the hub knows of one dossier (hồ sơ); JSON-able through to_dict()."""
+
+    code: str
+    procedure: str
+    receiving: str
+    channel: str
+    received_at: datetime
+    route: tuple[tuple[str, timedelta], ...]  # as in force at receipt, placeholders resolved
+    on_supplement: str
+    clock: Clock  # the dossier's (the appointment)
+    steps: list[Step]
+    position: int
+    holder: str
+    last_at: datetime
+    timeline: list[tuple[str, str, datetime, str, str | None]]  # (id, type, at, agency, note)
+    seen: set[str]  # ids in the timeline, for the duplicate check
+    open_requests: list[str] = field(default_factory=list)
+    paused_since: datetime | None = None
+    resumed_at: datetime | None = None
+    supplements: int = 0
+    restart_pending: bool = False  # a supplement was answered under on_supplement: restart
+    apologies: list[Apology] = field(default_factory=list)
+    end_type: str | None = None
+    ended_at: datetime | None = None
+    judged_at: datetime | None = None
+    fired: set[str] = field(default_factory=set)  # time alerts already raised
+    portal_status: int = PORTAL_RECEIVED
+    shipped: bool = False
+
+    @property
+    def ended(self) -> bool:
+        return self.end_type is not None
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.open_requests)
+
+    @property
+    def due_at(self) -> datetime:
+        return self.clock.due
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values, compact: instants as epoch seconds, spans as seconds."""
+        return {
+            "v": STATE_VERSION, "code": self.code, "procedure": self.procedure,
+            "receiving": self.receiving, "channel": self.channel,
+            "received_at": instant_to_json(self.received_at),
+            "route": [[a, _seconds(t)] for a, t in self.route],
+            "on_supplement": self.on_supplement, "clock": self.clock.to_list(),
+            "steps": [s.to_list() for s in self.steps], "position": self.position,
+            "holder": self.holder, "last_at": instant_to_json(self.last_at),
+            "timeline": [[i, t, instant_to_json(at), a, n] for i, t, at, a, n in self.timeline],
+            "open": self.open_requests, "paused_since": instant_to_json(self.paused_since),
+            "resumed_at": instant_to_json(self.resumed_at), "supplements": self.supplements,
+            "restart": self.restart_pending,
+            "apologies": [[instant_to_json(a.at), a.agency, instant_to_json(a.new_due_at),
+                           a.event_id] for a in self.apologies],
+            "end": None if self.end_type is None else [
+                self.end_type, instant_to_json(self.ended_at), instant_to_json(self.judged_at)],
+            "fired": sorted(self.fired), "portal": self.portal_status,
+            "shipped": self.shipped,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], tz: tzinfo | None = None) -> DossierState:
+        """The state back from ``to_dict()``; instants in ``tz`` (UTC if None)."""
+        def t(v: Any) -> datetime:
+            x = instant_from_json(v)
+            assert x is not None
+            return x.astimezone(tz) if tz is not None else x
+
+        def ot(v: Any) -> datetime | None:
+            return None if v is None else t(v)
+
+        end = d["end"]
+        timeline = [(i, ty, t(at), a, n) for i, ty, at, a, n in d["timeline"]]
+        state = cls(
+            code=d["code"], procedure=d["procedure"], receiving=d["receiving"],
+            channel=d["channel"], received_at=t(d["received_at"]),
+            route=tuple((a, timedelta(seconds=s)) for a, s in d["route"]),
+            on_supplement=d["on_supplement"], clock=Clock.from_list(d["clock"]),
+            steps=[Step.from_list(s) for s in d["steps"]], position=d["position"],
+            holder=d["holder"], last_at=t(d["last_at"]), timeline=timeline,
+            seen={e[0] for e in timeline if e[0]}, open_requests=list(d["open"]),
+            paused_since=ot(d["paused_since"]), resumed_at=ot(d["resumed_at"]),
+            supplements=d["supplements"], restart_pending=d["restart"],
+            apologies=[Apology(t(a), ag, t(n), e) for a, ag, n, e in d["apologies"]],
+            end_type=end[0] if end else None, ended_at=ot(end[1]) if end else None,
+            judged_at=ot(end[2]) if end else None, fired=set(d["fired"]),
+            portal_status=d["portal"], shipped=d["shipped"],
+        )
+        if tz is not None:
+            for clock in [state.clock, *(s.clock for s in state.steps)]:
+                _clock_to_zone(clock, tz)
+            for s in state.steps:
+                s.started_at = s.started_at.astimezone(tz)
+                s.ended_at = s.ended_at.astimezone(tz) if s.ended_at else None
+                s.judged_at = s.judged_at.astimezone(tz) if s.judged_at else None
+        return state
+
+
+def _clock_to_zone(c: Clock, tz: tzinfo) -> None:
+    c.due = c.due.astimezone(tz)
+    for name in ("run_from", "soon_at", "paused_at"):
+        v = getattr(c, name)
+        if v is not None:
+            setattr(c, name, v.astimezone(tz))
+
+
+def _seconds(d: timedelta) -> int | float:
+    s = d.total_seconds()
+    return int(s) if s.is_integer() else s
+
+
+# -- applying events --------------------------------------------------------------------------
+
+def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
+                now: datetime | None = None) -> Decision:
+    """Apply one event to a dossier (None: not seen yet). See the module docstring."""
+    if state is None:
+        if event.type != "received":
+            return Rejected("unknown_dossier",
+                            f"no dossier {event.dossier} has been received before this "
+                            f"{event.type}")
+        if now is not None and event.at - now > FUTURE_TOLERANCE:
+            return _future(event, now)
+        return _receive(event, catalogue)
+    if event.event_id in state.seen:
+        return SKIPPED
+    if event.dossier != state.code:
+        raise ValueError(f"event for {event.dossier} applied to dossier {state.code}")
+    if event.type == "received":
+        return Rejected("duplicate_dossier", f"dossier {state.code} was already received at "
+                        f"{state.received_at.isoformat()}")
+    if event.at < state.last_at:
+        return Rejected("out_of_order", f"{event.type} at {event.at.isoformat()} is earlier "
+                        f"than the dossier's last event at {state.last_at.isoformat()}")
+    if now is not None and event.at - now > FUTURE_TOLERANCE:
+        return _future(event, now)
+    problem = _check(state, event, catalogue)
+    if problem is not None:
+        return problem
+
+    cal = catalogue.calendar
+    alerts = [] if state.ended else _fire(state, event.at, strict=True)
+    deliveries: list[Delivery] = []
+    note: str | None = None
+    etype = event.type
+    after_end = state.ended
+    if etype == "handoff":
+        note = _handoff(state, event, catalogue, deliveries, alerts)
+    elif after_end:
+        note = "after_end"
+    elif etype in ("supplement_requested", "obligation_requested"):
+        _request(state, event, cal, alerts)
+    elif etype in ("supplement_received", "obligation_paid"):
+        _answer(state, event, catalogue)
+    elif etype == "apology_issued":
+        assert event.new_due_at is not None
+        state.apologies.append(Apology(event.at, event.agency, event.new_due_at,
+                                       event.event_id))
+    elif etype in ENDING:
+        _end(state, event)
+    if after_end and etype == "handoff":
+        note = "after_end"
+
+    # Deliveries other than hand-offs.
+    if etype == "result_ready":
+        deliveries.append(delivery(event.event_id, state.receiving, "result", state.code, {
+            "event": event_to_json(event), "procedure": state.procedure}))
+        if state.channel == "postal" and not state.shipped:
+            _ship(state, event, deliveries)
+    elif etype == "returned" and event.channel == "postal" and not state.shipped:
+        _ship(state, event, deliveries)
+    status = _portal_status(state, etype, after_end)
+    if status != state.portal_status:
+        state.portal_status = status
+        deliveries.append(delivery(event.event_id, PORTAL, "portal_status", state.code, {
+            "dossier": state.code, "procedure": state.procedure, "status": status,
+            "channel": PORTAL_CHANNEL[state.channel], "agency": event.agency,
+            "at": event.at.isoformat(), "event_id": event.event_id}))
+
+    state.last_at = event.at
+    state.timeline.append((event.event_id, etype, event.at, event.agency, note))
+    state.seen.add(event.event_id)
+    return Applied(state, deliveries, alerts)
+
+
+def _future(event: Event, now: datetime) -> Rejected:
+    return Rejected("future_event", f"{event.type} at {event.at.isoformat()} is more than "
+                    f"5 minutes ahead of the hub's clock ({now.isoformat()})")
+
+
+def _check(state: DossierState, event: Event, catalogue: Catalogue) -> Rejected | None:
+    """Authority (rule 11) and the state machine's preconditions."""
+    etype, agency = event.type, event.agency
+    if etype == "postal_update":
+        if agency != POSTAL:
+            return Rejected("not_holder", f"postal updates come from {POSTAL}, not {agency}")
+        return None
+    if agency != state.holder and not (
+            etype in FROM_HOLDER_OR_DESK and agency == state.receiving):
+        who = "the holder or the receiving desk" if etype in FROM_HOLDER_OR_DESK else "the holder"
+        return Rejected("not_holder", f"{etype} must come from {who}; {agency} does not hold "
+                        f"dossier {state.code} (holder {state.holder})")
+    if etype == "handoff":
+        to = event.to_agency
+        assert to is not None
+        if to == agency:
+            return Rejected("invalid_handoff", f"{agency} cannot hand the dossier to itself")
+        if catalogue.agency(to) is None:
+            return Rejected("unknown_agency", f"{to} is not an agency of the catalogue")
+        return None
+    if state.ended:
+        return None
+    if etype == "supplement_received" and SUPPLEMENT not in state.open_requests:
+        return Rejected("no_open_request", "supplement_received without an open supplement "
+                        "request")
+    if etype == "obligation_paid" and OBLIGATION not in state.open_requests:
+        return Rejected("no_open_request", "obligation_paid without an open financial "
+                        "obligation")
+    if etype == "apology_issued":
+        assert event.new_due_at is not None
+        if event.new_due_at <= event.at:
+            return Rejected("invalid_apology", f"the new date {event.new_due_at.isoformat()} "
+                            "is not after the apology")
+    return None
+
+
+def _receive(event: Event, catalogue: Catalogue) -> Applied | Rejected:
+    """Tiếp nhận hồ sơ: the dossier's and the first step's clocks start (rules 3-5)."""
+    agency = event.agency
+    if catalogue.agency(agency) is None:
+        return Rejected("unknown_agency", f"{agency} is not an agency of the catalogue")
+    assert event.procedure is not None and event.channel is not None
+    procedure = catalogue.procedure(event.procedure, event.at)
+    if procedure is None:
+        return Rejected("unknown_procedure", f"procedure {event.procedure} is not in the "
+                        f"catalogue in force on {catalogue.calendar.local_date(event.at)}")
+    try:
+        route = catalogue.route(procedure, agency)
+    except ValueError as exc:
+        return Rejected("invalid_route", str(exc))
+    if not route:
+        route = ((agency, procedure.total),)
+    cal, due_soon = catalogue.calendar, catalogue.due_soon
+    clock_start = _clock_start(cal, event.at, procedure.same_day_cutoff)
+    if route[0][0] == agency:
+        position, allot = 0, route[0][1]
+    else:
+        position, allot = -1, ZERO
+    state = DossierState(
+        code=event.dossier, procedure=procedure.code, receiving=agency, channel=event.channel,
+        received_at=event.at, route=route, on_supplement=procedure.on_supplement,
+        clock=Clock.start(cal, clock_start, procedure.total, due_soon),
+        steps=[Step(agency, event.at, Clock.start(cal, clock_start, allot, due_soon),
+                    position)],
+        position=position, holder=agency, last_at=event.at,
+        timeline=[(event.event_id, "received", event.at, agency, None)],
+        seen={event.event_id},
+    )
+    alerts: list[Alert] = []
+    if event.appointment_at is not None and (
+            cal.local_date(event.appointment_at) != cal.local_date(state.clock.due)):
+        alerts.append(event_alert("appointment_mismatch", state.code, agency, event.event_id,
+                                  event.at, state.procedure, state.clock.due))
+    deliveries = [delivery(event.event_id, PORTAL, "portal_status", state.code, {
+        "dossier": state.code, "procedure": state.procedure, "status": PORTAL_RECEIVED,
+        "channel": PORTAL_CHANNEL[state.channel], "agency": agency,
+        "at": event.at.isoformat(), "event_id": event.event_id})]
+    return Applied(state, deliveries, alerts)
+
+
+def _clock_start(cal: WorkingCalendar, at: datetime, cutoff: time | None) -> datetime:
+    """Rules 3 and 4: the next opening; at/after the cut-off, the next working day's."""
+    if cutoff is not None:
+        local = at.astimezone(cal.tz)
+        if local.time() >= cutoff:
+            return cal.first_opening_after(local.date())
+    return cal.next_opening(at)
+
+
+def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
+             deliveries: list[Delivery], alerts: list[Alert]) -> str | None:
+    """Chuyển hồ sơ: the sender's step ends, the receiver's starts (paused during a pause)."""
+    to = event.to_agency
+    assert to is not None
+    state.holder = to
+    ended = state.ended
+    payload: dict[str, Any] = {"event": event_to_json(event), "procedure": state.procedure,
+                               "received_at": state.received_at.isoformat(),
+                               "dossier_due_at": state.clock.due.isoformat()}
+    if not ended:
+        cal = catalogue.calendar
+        current = state.steps[-1]
+        current.ended_at = event.at
+        current.judged_at = current.clock.judged_end(event.at)
+        move = follow(state.route, state.position, to)
+        state.position = move.position
+        start = cal.next_opening(event.at)
+        clock = Clock.start(cal, start, move.allot, catalogue.due_soon,
+                            paused_at=event.at if state.paused else None)
+        state.steps.append(Step(to, event.at, clock, move.position, not move.expected))
+        payload["step_due_at"] = clock.due.isoformat()
+        payload["unexpected"] = not move.expected
+        if not move.expected:
+            alerts.append(event_alert("unexpected_recipient", state.code, to, event.event_id,
+                                      event.at, state.procedure))
+    deliveries.append(delivery(event.event_id, to, "handoff", state.code, payload))
+    if ended:
+        return "after_end"
+    return None if not state.steps[-1].unexpected else "unexpected_recipient"
+
+
+def _request(state: DossierState, event: Event, cal: WorkingCalendar,
+             alerts: list[Alert]) -> None:
+    """Yêu cầu bổ sung / nghĩa vụ tài chính: the clocks pause (they nest)."""
+    kind = SUPPLEMENT if event.type == "supplement_requested" else OBLIGATION
+    if kind == SUPPLEMENT:
+        state.supplements += 1
+        if state.supplements == 2:
+            alerts.append(event_alert("repeat_supplement", state.code, event.agency,
+                                      event.event_id, event.at, state.procedure))
+    if kind in state.open_requests:
+        return
+    if not state.open_requests:
+        state.paused_since = event.at
+        state.clock.pause(cal, event.at)
+        state.steps[-1].clock.pause(cal, event.at)
+    state.open_requests.append(kind)
+
+
+def _answer(state: DossierState, event: Event, catalogue: Catalogue) -> None:
+    """Bổ sung đã nhận / đã nộp nghĩa vụ: the clocks resume when every request is answered."""
+    kind = SUPPLEMENT if event.type == "supplement_received" else OBLIGATION
+    state.open_requests.remove(kind)
+    if kind == SUPPLEMENT and state.on_supplement == "restart":
+        state.restart_pending = True
+    if state.open_requests:
+        return
+    cal, due_soon = catalogue.calendar, catalogue.due_soon
+    state.paused_since = None
+    state.resumed_at = event.at
+    restart, state.restart_pending = state.restart_pending, False
+    for clock in (state.clock, state.steps[-1].clock):
+        if restart:
+            clock.restart(cal, event.at, due_soon)
+        else:
+            clock.resume(cal, event.at, due_soon)
+
+
+def _end(state: DossierState, event: Event) -> None:
+    """Rule 8: the dossier and the step holding it end (judged at the pause start if paused)."""
+    state.end_type = event.type
+    state.ended_at = event.at
+    state.judged_at = state.clock.judged_end(event.at)
+    step = state.steps[-1]
+    step.ended_at = event.at
+    step.judged_at = step.clock.judged_end(event.at)
+
+
+def _ship(state: DossierState, event: Event, deliveries: list[Delivery]) -> None:
+    """A shipment order for VNPost to carry the result to the applicant."""
+    state.shipped = True
+    deliveries.append(delivery(event.event_id, POSTAL, "shipment", state.code, {
+        "dossier": state.code, "procedure": state.procedure, "leg": "result_out",
+        "pickup_agency": event.agency, "receiving_agency": state.receiving,
+        "at": event.at.isoformat(), "event_id": event.event_id}))
+
+
+def _portal_status(state: DossierState, etype: str, after_end: bool) -> int:
+    """The DVCQG status after an event (choice 14)."""
+    if after_end:
+        return PORTAL_RETURNED if etype == "returned" else state.portal_status
+    if state.end_type is not None:
+        return END_STATUS[state.end_type]
+    if state.open_requests:
+        return PORTAL_SUPPLEMENT if SUPPLEMENT in state.open_requests else PORTAL_OBLIGATION
+    if etype in ("handoff", "supplement_received", "obligation_paid"):
+        return PORTAL_PROCESSING
+    return state.portal_status
+
+
+# -- time alerts ------------------------------------------------------------------------------
+
+def _key(scope: str, kind: str, due: datetime) -> str:
+    return f"{scope[0]}{kind[0]}{instant_key(due)}"
+
+
+def _pending(state: DossierState, until: datetime, strict: bool) -> list[Alert]:
+    """Time alerts firing before ``until`` (or at it, unless ``strict``) not yet fired."""
+    if state.end_type is not None or state.open_requests:
+        return []  # no time alert after the end or while the clocks are paused
+    out: list[Alert] = []
+    fired = state.fired
+    code, procedure = state.code, state.procedure
+    index = len(state.steps) - 1
+    step = state.steps[index]
+    for scope, clock, agency, idx in (("dossier", state.clock, state.holder, None),
+                                      ("step", step.clock, step.agency, index)):
+        soon = clock.soon_at
+        if (soon is not None and clock.armed and (soon < until or (not strict and soon == until))
+                and _key(scope, "due_soon", clock.due) not in fired):
+            out.append(time_alert("due_soon", scope, code, agency, clock.due, soon,
+                                  procedure, idx))
+        due = clock.due
+        if (clock.run_from is not None and (due < until or (not strict and due == until))
+                and _key(scope, "overdue", due) not in fired):
+            out.append(time_alert("overdue", scope, code, agency, due, due, procedure, idx))
+    for apology in state.apologies:
+        at = _apology_fires_at(state, apology)
+        if (at < until or (not strict and at == until)) and (
+                _key("dossier", "overdue", apology.new_due_at) not in fired):
+            out.append(time_alert("overdue", "dossier", code, state.holder, apology.new_due_at,
+                                  at, procedure, None))
+    if len(out) > 1:
+        out.sort(key=lambda a: a.at)
+    return out
+
+
+def _apology_fires_at(state: DossierState, apology: Apology) -> datetime:
+    # Not yet fired yet passed before the last resume: it passed during a pause (choice 9).
+    resumed = state.resumed_at
+    if resumed is not None and apology.new_due_at < resumed:
+        return resumed
+    return apology.new_due_at
+
+
+def _fire(state: DossierState, until: datetime, strict: bool) -> list[Alert]:
+    alerts = _pending(state, until, strict)
+    if alerts:
+        mark_fired(state, alerts)
+    return alerts
+
+
+def time_alerts(state: DossierState, catalogue: Catalogue, until: datetime) -> list[Alert]:
+    """due_soon/overdue alerts firing at or before ``until`` not yet recorded as fired.
+
+    Pure: record them with ``mark_fired`` once sent. Dossier alerts name the current holder,
+    which is the holder at their instant as long as every event before ``until`` is applied.
+    """
+    return _pending(state, until, strict=False)
+
+
+def mark_fired(state: DossierState, alerts: list[Alert]) -> None:
+    """Record time alerts as raised, so they are never raised again for this dossier."""
+    for alert in alerts:
+        if alert.kind not in ("due_soon", "overdue") or alert.due_at is None:
+            continue
+        state.fired.add(_key(alert.scope, alert.kind, alert.due_at))
+        if alert.kind == "due_soon":
+            if alert.scope == "dossier":
+                state.clock.armed = False
+            elif alert.step is not None and alert.step < len(state.steps):
+                state.steps[alert.step].clock.armed = False
+
+
+def next_alarm(state: DossierState, catalogue: Catalogue | None = None) -> datetime | None:
+    """The earliest instant a time alert of this dossier may fire (None: none can now).
+
+    It may lie in the past when an alert is due but not yet recorded as fired.
+    """
+    if state.end_type is not None or state.open_requests:
+        return None
+    fired = state.fired
+    best: datetime | None = None
+    step = state.steps[-1]
+    for scope, clock in (("dossier", state.clock), ("step", step.clock)):
+        if clock.soon_at is not None and clock.armed and (
+                _key(scope, "due_soon", clock.due) not in fired):
+            best = clock.soon_at if best is None else min(best, clock.soon_at)
+        if clock.run_from is not None and _key(scope, "overdue", clock.due) not in fired:
+            best = clock.due if best is None else min(best, clock.due)
+    for apology in state.apologies:
+        if _key("dossier", "overdue", apology.new_due_at) not in fired:
+            at = _apology_fires_at(state, apology)
+            best = at if best is None else min(best, at)
+    return best
+
+
+# -- calendar changes -------------------------------------------------------------------------
+
+def recompute(state: DossierState, catalogue: Catalogue, at: datetime) -> Applied:
+    """The catalogue's calendar changed at ``at`` (e.g. a day off announced late).
+
+    Open, running deadlines not yet passed move to the new calendar; the change is written
+    into the dossier's timeline (type ``deadline_recomputed``). Alerts due before ``at`` under
+    the old deadlines are raised first.
+    """
+    if state.end_type is not None:
+        return Applied(state, [], [])
+    alerts = _fire(state, at, strict=True)
+    cal = catalogue.calendar
+    changes: list[str] = []
+    step = state.steps[-1]
+    for label, clock in (("dossier", state.clock), (f"step {step.agency}", step.clock)):
+        before = clock.due
+        if clock.recompute(cal, at, catalogue.due_soon):
+            changes.append(f"{label} due {_fmt(before, cal.tz)} -> {_fmt(clock.due, cal.tz)}")
+    if changes:
+        state.timeline.append(("", "deadline_recomputed", at, "", "; ".join(changes)))
+    return Applied(state, [], alerts)
+
+
+# -- outcomes and the report ------------------------------------------------------------------
+
+def _fmt(t: datetime, tz: tzinfo) -> str:
+    return t.astimezone(tz).replace(microsecond=0).isoformat()
+
+
+def dossier_outcome(state: DossierState, catalogue: Catalogue, now: datetime) -> Outcome:
+    return state.clock.outcome(catalogue.calendar, state.judged_at, now)
+
+
+def late_agencies(state: DossierState, catalogue: Catalogue, now: datetime) -> list[str]:
+    """Rule 10: agencies with overrun, largest first (ties: first held first); else the
+    holder at the due instant. Empty unless the dossier is late or overdue."""
+    cal = catalogue.calendar
+    if dossier_outcome(state, catalogue, now) not in ("late", "overdue"):
+        return []
+    totals: dict[str, timedelta] = {}
+    for step in state.steps:
+        overrun = step.clock.overrun(cal, step.judged_at, now)
+        totals[step.agency] = totals.get(step.agency, ZERO) + overrun
+    late = [a for a, t in totals.items() if t > ZERO]
+    if late:
+        late.sort(key=lambda a: -totals[a])
+        return late
+    due = state.clock.due
+    for step in state.steps:
+        if step.started_at <= due and (step.ended_at is None or step.ended_at > due):
+            return [step.agency]
+    return [state.holder]
+
+
+def late_for_statistics(state: DossierState, catalogue: Catalogue, now: datetime) -> bool:
+    """Decision 766: late/overdue, or a repeated supplement request (rule 7)."""
+    return (dossier_outcome(state, catalogue, now) in ("late", "overdue")
+            or state.supplements >= 2)
+
+
+def report(state: DossierState, catalogue: Catalogue, now: datetime) -> dict[str, Any]:
+    """The dossier's row of the replay report (DESIGN section 9), as seen at ``now``."""
+    cal = catalogue.calendar
+    tz = cal.tz
+    steps = [{
+        "agency": s.agency, "started_at": _fmt(s.started_at, tz),
+        "due_at": _fmt(s.clock.due, tz),
+        "ended_at": None if s.ended_at is None else _fmt(s.ended_at, tz),
+        "outcome": s.clock.outcome(cal, s.judged_at, now),
+    } for s in state.steps]
+    return {
+        "dossier": state.code, "procedure": state.procedure,
+        "received_at": _fmt(state.received_at, tz), "due_at": _fmt(state.clock.due, tz),
+        "ended_at": None if state.ended_at is None else _fmt(state.ended_at, tz),
+        "outcome": dossier_outcome(state, catalogue, now),
+        "late_agencies": late_agencies(state, catalogue, now),
+        "steps": steps,
+    }
