@@ -26,6 +26,10 @@ register("replay", "lienthong.services.domain.replay_cli",
          "run the domain core over canonical JSON events, no broker")
 register("catalog", "lienthong.services.domain.catalogue_cli",
          "check or publish a province catalogue (catalog check FILE)")
+register("delivery", "lienthong.connectors.delivery.cli",
+         "deliver the deliveries topic to destination agencies over HTTP")
+register("deadletter", "lienthong.connectors.delivery.deadletter_cli",
+         "list parked messages or re-send them (deadletter list|resend)")
 
 
 def _version() -> str:

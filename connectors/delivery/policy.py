@@ -5,19 +5,16 @@ Pure: no HTTP or Kafka here, only decisions the service shell acts on.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 
 from lienthong.connectors.delivery.breaker import BreakerConfig
 from lienthong.connectors.http import RetryPolicy
+from lienthong.services.domain.alerts import destination_alert_id
 
 #: Client errors that say "not now" rather than "never".
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 425, 429})
-
-#: Fixed namespace for the deterministic ids of destination alerts.
-ALERT_NAMESPACE = uuid.UUID("6c1b6f2e-5d1a-4d0e-9a57-3f1e0c4b8d21")
 
 DELIVERY_FAILING = "delivery_failing"
 
@@ -66,8 +63,7 @@ class DeliveryPolicy:
 
 def delivery_failing_id(destination: str, kind: str, first_failure: datetime) -> str:
     """Deterministic alert id from (destination, kind, first failure instant) (DESIGN §6)."""
-    instant = first_failure.astimezone(UTC).isoformat(timespec="milliseconds")
-    return str(uuid.uuid5(ALERT_NAMESPACE, f"{destination}|{kind}|{instant}"))
+    return destination_alert_id(destination, kind, first_failure)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,110 @@
+"""The records the delivery connector reads and writes, through the one codec.
+
+- a delivery read from ``deliveries`` becomes an :class:`OutboundDelivery` whose ``body`` is the
+  JSON POSTed to the destination (the delivery's canonical JSON: ``payload`` as an object);
+- a ``delivery_failing`` alert for ``alerts``;
+- a dead-letter record for ``deadletter`` (original bytes and key, reason, source topic,
+  partition and offset), and the same read back for ``lienthong deadletter``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from lienthong.connectors.delivery.policy import DELIVERY_FAILING, FailingDestination
+from lienthong.schemas import codec
+
+
+def hub_topic(name: str) -> str:
+    """A topic name (``DELIVERIES``…) from the one module that knows them, imported late."""
+    from lienthong.schemas import topics
+
+    return str(getattr(topics, name))
+
+
+class RecordProblem(Exception):
+    """A record that cannot be used; ``reason`` is its dead-letter reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class OutboundDelivery:
+    delivery_id: str
+    destination: str
+    kind: str
+    dossier: str
+    body: bytes  # UTF-8 JSON of the canonical delivery
+
+
+def read_delivery(value: bytes | None) -> OutboundDelivery:
+    if value is None:
+        raise RecordProblem("corrupt_record", "the record has no value")
+    try:
+        d = codec.decode_delivery(value)
+    except codec.CodecError as exc:
+        raise RecordProblem(exc.reason, str(exc)) from None
+    body = json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return OutboundDelivery(d["delivery_id"], d["destination"], d["kind"], d["dossier"], body)
+
+
+def failing_alert_bytes(failing: FailingDestination, fired_at: datetime) -> bytes:
+    return codec.encode_alert({
+        "alert_id": failing.alert_id, "kind": DELIVERY_FAILING, "scope": "destination",
+        "dossier": None, "agency": None, "destination": failing.destination,
+        "due_at": None, "fired_at": fired_at.isoformat(),
+        "detail": (f"{failing.failures} consecutive delivery attempts failed since "
+                   f"{failing.first_failure.isoformat()}; last: {failing.last_error}")[:2000],
+    })
+
+
+def deadletter_bytes(*, original: bytes, key: bytes | None, reason: str, detail: str,
+                     source_topic: str, partition: int, offset: int, at: datetime) -> bytes:
+    return codec.encode_deadletter({
+        "original": original, "key": key, "reason": reason, "detail": detail[:4000],
+        "source_topic": source_topic, "partition": partition, "offset": offset,
+        "at": at.isoformat(),
+    })
+
+
+@dataclass(frozen=True)
+class ParkedRecord:
+    """A dead-letter record as ``lienthong deadletter`` shows it."""
+
+    original: bytes
+    key: bytes | None
+    reason: str
+    detail: str
+    source_topic: str
+    partition: int
+    offset: int
+    at: str
+    dossier: str | None  # from the key, or the parked delivery's own dossier field
+
+
+def read_parked(value: bytes | None) -> ParkedRecord:
+    if value is None:
+        raise RecordProblem("corrupt_record", "the record has no value")
+    try:
+        r = codec.decode_deadletter(value)
+    except codec.CodecError as exc:
+        raise RecordProblem(exc.reason, str(exc)) from None
+    dossier: str | None = None
+    key = r["key"]
+    if key:
+        try:
+            dossier = key.decode("utf-8")
+        except UnicodeDecodeError:
+            dossier = None
+    if dossier is None:
+        try:
+            dossier = codec.decode_delivery(r["original"])["dossier"]
+        except codec.CodecError:
+            dossier = None
+    return ParkedRecord(r["original"], key, r["reason"], r["detail"], r["source_topic"],
+                        r["partition"], r["offset"], r["at"], dossier)
