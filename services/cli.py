@@ -22,10 +22,14 @@ def register(name: str, module: str, summary: str) -> None:
 
 
 register("broker", "lienthong.deploy.embedded.cli", "run the embedded Apache Kafka broker (KRaft)")
+register("worker", "lienthong.services.processors.cli",
+         "run a stream-processing worker (tracker + deadline sweeper)")
 register("replay", "lienthong.services.domain.replay_cli",
          "run the domain core over canonical JSON events, no broker")
 register("catalog", "lienthong.services.domain.catalogue_cli",
          "check or publish a province catalogue (catalog check FILE)")
+register("gateway", "lienthong.connectors.gateway.cli",
+         "run the signed HTTP gateway for agency systems (POST /v1/events)")
 register("delivery", "lienthong.connectors.delivery.cli",
          "deliver the deliveries topic to destination agencies over HTTP")
 register("deadletter", "lienthong.connectors.delivery.deadletter_cli",

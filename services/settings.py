@@ -47,6 +47,8 @@ class Settings:
                             metadata={"env": "LIENTHONG_CACHE_DIR"})
     #: LIENTHONG_KAFKA_VERSION — embedded broker version; unset means the one pinned in the pom.
     kafka_version: str | None = field(default=None, metadata={"env": "LIENTHONG_KAFKA_VERSION"})
+    #: LIENTHONG_CLOCK — "wall", or "scaled:ISO-INSTANT:SPEED" for accelerated demo/test time.
+    clock: str = field(default="wall", metadata={"env": "LIENTHONG_CLOCK"})
     #: LIENTHONG_KEYS_FILE — per-agency HMAC keys (never in the repository).
     keys_file: Path | None = field(default=None, metadata={"env": "LIENTHONG_KEYS_FILE"})
 

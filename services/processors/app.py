@@ -1,0 +1,180 @@
+"""Composition root of the stream processors: one faust app built from settings.
+
+``build_worker(settings, catalogue=..., clock=...)`` wires the faust app, its topics, the
+changelogged dossier table, the tracker agent, the sweeper timer and the worker's web pages
+(``/metrics``, ``/healthz``). Tests call the same function with a scaled clock and a test
+catalogue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+
+import faust
+from faust.serializers.codecs import Codec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from lienthong.schemas import topics
+from lienthong.services.clock import Clock, WallClock
+from lienthong.services.domain.catalogue import Catalogue, load_catalogue
+from lienthong.services.domain.dossier import DossierState
+from lienthong.services.processors.tracker import (
+    ALERT,
+    DEADLETTER,
+    DELIVERY,
+    STATUS,
+    SourceRecord,
+    Tracker,
+)
+from lienthong.services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 0.2  # seconds; an overdue alert is raised within this of its instant
+
+
+class DossierStateCodec(Codec):
+    """Changelog encoding of a dossier's state: compact JSON of ``DossierState.to_dict()``."""
+
+    def __init__(self, tz: tzinfo, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tz = tz
+
+    def _dumps(self, state: Any) -> bytes:
+        import json
+
+        return json.dumps(state.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+
+    def _loads(self, data: bytes) -> Any:
+        import json
+
+        return DossierState.from_dict(json.loads(data), self.tz)
+
+
+class _FaustOutputs:
+    def __init__(self, by_kind: dict[str, faust.TopicT]) -> None:
+        self._by_kind = by_kind
+
+    async def send(self, kind: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        return await self._by_kind[kind].send(key=key, value=value)
+
+
+@dataclass
+class Worker:
+    app: faust.App
+    tracker: Tracker
+    settings: Settings
+
+
+def _brokers(bootstrap: str) -> list[str]:
+    return [f"kafka://{b.strip()}" for b in bootstrap.split(",") if b.strip()]
+
+
+def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
+                 clock: Clock | None = None, bootstrap: str | None = None) -> Worker:
+    """The worker: tracker agent + deadline sweeper over one faust app."""
+    catalogue = catalogue or load_catalogue(settings.catalog_path)
+    clock = clock or WallClock()
+    bootstrap = bootstrap or settings.kafka_bootstrap_servers
+    if not bootstrap:
+        raise ValueError("no Kafka: set KAFKA_BOOTSTRAP_SERVERS or start 'lienthong broker'")
+    names = topics.names(settings)
+    app = faust.App(
+        settings.app_id,
+        broker=_brokers(bootstrap),
+        store="memory://",
+        processing_guarantee="at_least_once",
+        # Short group timeouts: a killed worker's partitions move in seconds, not minutes.
+        broker_session_timeout=10,
+        broker_heartbeat_interval=1,
+        broker_rebalance_timeout=10,
+        broker_commit_every=1000,
+        broker_commit_interval=0.5,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        table_standby_replicas=0,
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind=settings.host,
+        web_port=settings.worker_port,
+        web_in_thread=False,
+        datadir=str(settings.data_dir / "worker" / settings.app_id),
+        stream_wait_empty=False,
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+           "value_serializer": "raw"}
+    events_topic = app.topic(names.events, partitions=settings.partitions, **raw)
+    by_kind = {
+        DELIVERY: app.topic(names.deliveries, **raw),
+        ALERT: app.topic(names.alerts, **raw),
+        DEADLETTER: app.topic(names.deadletter, **raw),
+        STATUS: app.topic(names.status, **raw),
+    }
+    table = app.Table(
+        "dossiers",
+        key_type=bytes,
+        key_serializer="raw",
+        value_serializer=DossierStateCodec(catalogue.calendar.tz),
+        partitions=settings.partitions,
+        # Changelog partition = the dossier's partition in dossier.events (same murmur2 of the
+        # same key bytes), and the sweeper may write outside a stream.
+        use_partitioner=True,
+    )
+    tracker = Tracker(catalogue=catalogue, clock=clock, states=table,  # type: ignore[arg-type]
+                      outputs=_FaustOutputs(by_kind), partitions=settings.partitions)
+
+    @app.agent(events_topic)
+    async def track(stream: faust.StreamT[bytes]) -> None:
+        """Dossier tracker: applies each event of dossier.events to its dossier's state."""
+        async for batch in stream.take_events(500, within=0.005):
+            records = [SourceRecord(e.message.topic, e.message.partition, e.message.offset,
+                                    e.message.key, e.message.value) for e in batch]
+            try:
+                await tracker.handle(records)
+            except Exception:  # a failed write leaves memory ahead of the changelog
+                log.exception("could not write a batch's outputs; stopping the worker")
+                os._exit(70)
+
+    @app.timer(SWEEP_INTERVAL)
+    async def sweep() -> None:
+        """Deadline sweeper: raises due_soon/overdue alerts on wall-clock time."""
+        if not app.rebalancing:
+            try:
+                await tracker.sweep()
+            except Exception:
+                log.exception("could not write swept alerts; stopping the worker")
+                os._exit(70)
+
+    @table.on_recover
+    async def reindex() -> None:
+        owned = {tp.partition for tp in app.assignor.assigned_actives()
+                 if tp.topic == names.events}
+        async with tracker.lock:
+            count = tracker.rebuild_index(owned)
+        log.info("deadline index rebuilt: %d dossiers on partitions %s", count, sorted(owned))
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "indexed": len(tracker.index)})
+
+    return Worker(app=app, tracker=tracker, settings=settings)
+
+
+def run_worker(worker: Worker, loglevel: str = "info") -> None:
+    """Run until stopped (SIGTERM/SIGINT)."""
+    from faust.worker import Worker as FaustWorker
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    FaustWorker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()

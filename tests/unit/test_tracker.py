@@ -1,0 +1,148 @@
+"""The tracker shell: outputs first, state after; dead letters; the sweeper without traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lienthong.schemas import codec
+from lienthong.services.domain.catalogue import load_catalogue
+from lienthong.services.domain.dossier import DossierState
+from lienthong.services.processors.tracker import SourceRecord, Tracker
+
+CATALOGUE = load_catalogue(Path(__file__).parents[2] / "examples" / "province-h99.yaml")
+COMMUNE, POLICE = "000.00.15.H99", "000.02.10.H99"
+CODE = "000.00.15.H99-20261125-0000007"
+
+
+class FixedClock:
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+
+class RecordingOutputs:
+    """Acknowledges every record at once, and fails on demand."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.fail = False
+
+    async def send(self, kind: str, key: bytes | None, value: bytes) -> Any:
+        if self.fail:
+            raise ConnectionError("broker gone")
+        self.sent.append((kind, key, value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        by = {"delivery": codec.DELIVERIES, "alert": codec.ALERTS,
+              "deadletter": codec.DEADLETTERS}[kind]
+        return [by.decode(v) for k, _, v in self.sent if k == kind]
+
+
+def event(etype: str, at: str, agency: str = COMMUNE, **extra: Any) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "type": etype, "dossier": CODE, "at": at,
+            "agency": agency, **extra}
+
+
+def received(at: str) -> dict[str, Any]:
+    return event("received", at, procedure="1.001193", channel="desk",
+                 applicant={"name": "Nguyễn Văn A", "id_number": "001099012345"})
+
+
+def records(*events: dict[str, Any], start: int = 0) -> list[SourceRecord]:
+    return [SourceRecord("dossier.events", 0, start + i, CODE.encode(),
+                         codec.EVENTS.encode(e)) for i, e in enumerate(events)]
+
+
+def make(now: str) -> tuple[Tracker, RecordingOutputs, dict[bytes, DossierState], FixedClock]:
+    outputs = RecordingOutputs()
+    states: dict[bytes, DossierState] = {}
+    clock = FixedClock(datetime.fromisoformat(now))
+    return Tracker(catalogue=CATALOGUE, clock=clock, states=states, outputs=outputs,
+                   partitions=8), outputs, states, clock
+
+
+async def test_a_handoff_is_delivered_to_its_recipient_and_synced_to_the_portal() -> None:
+    tracker, outputs, states, _ = make("2026-11-25T10:00:00+07:00")
+    await tracker.handle(records(received("2026-11-25T09:15:00+07:00"),
+                                 event("handoff", "2026-11-25T09:45:00+07:00", to_agency=POLICE)))
+    deliveries = outputs.of("delivery")
+    assert [(d["destination"], d["kind"]) for d in deliveries if d["kind"] == "handoff"] == [
+        (POLICE, "handoff")]
+    assert {d["destination"] for d in deliveries} == {POLICE, "DVCQG"}
+    assert states[CODE.encode()].holder == POLICE
+    assert outputs.sent[-1][0] == "status"  # the snapshot goes out with the batch
+
+
+async def test_the_same_event_twice_is_applied_once() -> None:
+    tracker, outputs, states, _ = make("2026-11-25T10:00:00+07:00")
+    first = received("2026-11-25T09:15:00+07:00")
+    await tracker.handle(records(first, first))
+    assert len(states[CODE.encode()].timeline) == 1
+    assert outputs.of("deadletter") == []
+
+
+async def test_an_illegal_event_goes_to_the_dead_letter_topic_with_its_reason() -> None:
+    tracker, outputs, states, _ = make("2026-11-25T10:00:00+07:00")
+    orphan = event("handoff", "2026-11-25T09:45:00+07:00", to_agency=POLICE)
+    batch = records(orphan)
+    await tracker.handle(batch)
+    [letter] = outputs.of("deadletter")
+    assert letter["reason"] == "unknown_dossier"
+    assert letter["original"] == batch[0].value and letter["offset"] == 0
+    assert states == {}
+
+
+async def test_undecodable_bytes_are_dead_lettered_and_processing_goes_on() -> None:
+    tracker, outputs, states, _ = make("2026-11-25T10:00:00+07:00")
+    garbage = SourceRecord("dossier.events", 0, 0, CODE.encode(), b"\x00not avro")
+    await tracker.handle([garbage, *records(received("2026-11-25T09:15:00+07:00"), start=1)])
+    [letter] = outputs.of("deadletter")
+    assert letter["original"] == b"\x00not avro"
+    assert CODE.encode() in states
+
+
+async def test_state_is_not_written_when_its_outputs_were_not_acknowledged() -> None:
+    tracker, outputs, states, _ = make("2026-11-25T10:00:00+07:00")
+    outputs.fail = True
+    with pytest.raises(ConnectionError):
+        await tracker.handle(records(received("2026-11-25T09:15:00+07:00")))
+    assert states == {}
+
+
+async def test_the_sweeper_raises_overdue_with_no_new_event_and_only_once() -> None:
+    # Received Wed 25 Nov 2026 09:15; the first step (4 working hours) is due 14:45
+    # (09:15→11:30 is 2h15, 13:00→14:45 is 1h45). due_soon for it (min(4h, 2h)=2h) at 11:30.
+    tracker, outputs, _, clock = make("2026-11-25T09:15:00+07:00")
+    await tracker.handle(records(received("2026-11-25T09:15:00+07:00")))
+    clock.current = datetime.fromisoformat("2026-11-25T14:45:00+07:00")
+    raised = await tracker.sweep()
+    alerts = outputs.of("alert")
+    kinds = sorted((a["kind"], a["scope"]) for a in alerts)
+    assert ("overdue", "step") in kinds and ("due_soon", "step") in kinds
+    assert raised == len(alerts)
+    overdue = next(a for a in alerts if a["kind"] == "overdue")
+    assert overdue["due_at"] == "2026-11-25T14:45:00+07:00"
+    clock.current += timedelta(minutes=1)
+    assert await tracker.sweep() == 0
+    assert len(outputs.of("alert")) == len(alerts)
+
+
+async def test_the_index_is_rebuilt_from_the_table_for_owned_partitions_only() -> None:
+    tracker, _, _, _ = make("2026-11-25T10:00:00+07:00")
+    await tracker.handle(records(received("2026-11-25T09:15:00+07:00")))
+    from lienthong.services.processors.partitioning import partition_of
+
+    mine = partition_of(CODE.encode(), 8)
+    assert tracker.rebuild_index({mine}) == 1
+    assert tracker.rebuild_index(set(range(8)) - {mine}) == 0
