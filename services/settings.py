@@ -51,6 +51,9 @@ class Settings:
     clock: str = field(default="wall", metadata={"env": "LIENTHONG_CLOCK"})
     #: LIENTHONG_KEYS_FILE — per-agency HMAC keys (never in the repository).
     keys_file: Path | None = field(default=None, metadata={"env": "LIENTHONG_KEYS_FILE"})
+    #: LIENTHONG_TOPIC_PREFIX — prepended to every hub topic name (isolates test runs or
+    #: several hubs on one cluster); empty by default.
+    topic_prefix: str = field(default="", metadata={"env": "LIENTHONG_TOPIC_PREFIX"})
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
