@@ -258,11 +258,18 @@ async def test_a_destination_failing_for_a_while_gets_everything_exactly_once(
     assert failing and {al["destination"] for al in failing} == {a.code}
     assert len({al["alert_id"] for al in failing}) == len(failing)
     assert read_topic(kafka_bootstrap, topics3["deadletter"]) == []
+    sample = running.service.metrics.registry.get_sample_value
+    assert sample("lienthong_delivery_attempts_total",
+                  {"destination": a.code, "outcome": "retry"}) == len(a.receipts) - len(records)
+    assert sample("lienthong_deliveries_delivered_total", {"destination": a.code}) == \
+        len(records)
+    assert sample("lienthong_delivery_circuit_state", {"destination": a.code}) == 0  # closed
 
 
 async def test_a_dead_destination_does_not_delay_a_healthy_one(
         kafka_bootstrap: str, topics3: dict[str, str], agencies) -> None:
     dead = await agencies("000.00.40.H99", lambda agency, request: 503)
+    dead.latency = lambda: 0.5  # a struggling system: slow, then an error
     healthy = await agencies("000.00.41.H99")
     # The dead agency's deliveries come first in every partition.
     records = [delivery(dead.code, dossier_code(i), 1) for i in range(30)]
