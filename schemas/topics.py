@@ -1,0 +1,144 @@
+"""The one place that knows the hub's Kafka topics: names, partitions, replication, retention.
+
+==================  =========  ==================================================================
+topic               key        what, and why its configuration
+==================  =========  ==================================================================
+dossier.events      dossier    every event of every dossier (Avro, ``codec.EVENTS``). The legal
+                               record of who did what when: never deleted by Kafka
+                               (``retention.ms=-1``, ``retention.bytes=-1``); archive or tiered
+                               storage is an operations decision, not a retention setting.
+deliveries          dossier    what must reach a destination system (``codec.DELIVERIES``).
+                               Consumed within seconds; kept 30 days for audit and re-sends.
+alerts              dossier or every alert (``codec.ALERTS``); consumers deduplicate by id. Kept
+                    destination 90 days so a dashboard can rebuild its feed.
+deadletter          original   anything the hub could not process (``codec.DEADLETTERS``).
+                    key        Never deleted: nothing is silently dropped.
+catalog             entry id   agencies, procedures, calendar. Compacted: the latest value of
+                               each key is the catalogue.
+dossier.status      dossier    the latest snapshot of each dossier (JSON), written by the
+                               tracker for the dashboard and timelines. Compacted.
+==================  =========  ==================================================================
+
+Partitions of the keyed topics come from ``Settings.partitions`` (one dossier's records stay in
+order on one partition); ``catalog`` and ``deadletter`` have one. Replication is
+``Settings.replication_factor`` (3 in production, 1 embedded); with 3 or more replicas
+``min.insync.replicas`` is 2, so an ``acks=all`` write survives the loss of one broker.
+``Settings.topic_prefix`` (``LIENTHONG_TOPIC_PREFIX``) is prepended to every name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from lienthong.services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DOSSIER_EVENTS = "dossier.events"
+DELIVERIES = "deliveries"
+ALERTS = "alerts"
+DEADLETTER = "deadletter"
+CATALOG = "catalog"
+DOSSIER_STATUS = "dossier.status"
+
+_DAY_MS = 24 * 3600 * 1000
+_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+_COMPACTED = {"cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1"}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic as it must exist on the cluster."""
+
+    name: str
+    partitions: int
+    replication: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The hub's topic names with the prefix applied."""
+
+    events: str
+    deliveries: str
+    alerts: str
+    deadletter: str
+    catalog: str
+    status: str
+
+    def all(self) -> tuple[str, ...]:
+        return (self.events, self.deliveries, self.alerts, self.deadletter, self.catalog,
+                self.status)
+
+
+def names(settings: Settings) -> TopicNames:
+    p = settings.topic_prefix
+    return TopicNames(events=p + DOSSIER_EVENTS, deliveries=p + DELIVERIES, alerts=p + ALERTS,
+                      deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS)
+
+
+def specs(settings: Settings) -> list[TopicSpec]:
+    """Every hub topic with its partitions, replication and configuration."""
+    rf = settings.replication_factor
+    if rf < 1 or settings.partitions < 1:
+        raise ValueError("partitions and replication factor must be at least 1")
+    common = {
+        "min.insync.replicas": "2" if rf >= 3 else "1",
+        "unclean.leader.election.enable": "false",  # never trade records for availability
+    }
+    n = names(settings)
+    keyed = settings.partitions
+    return [
+        TopicSpec(n.events, keyed, rf, {**common, **_FOREVER}),
+        TopicSpec(n.deliveries, keyed, rf, {**common, "retention.ms": str(30 * _DAY_MS)}),
+        TopicSpec(n.alerts, keyed, rf, {**common, "retention.ms": str(90 * _DAY_MS)}),
+        TopicSpec(n.deadletter, 1, rf, {**common, **_FOREVER}),
+        TopicSpec(n.catalog, 1, rf, {**common, **_COMPACTED}),
+        TopicSpec(n.status, keyed, rf, {**common, **_COMPACTED}),
+    ]
+
+
+def ensure_topics(bootstrap_servers: str | Iterable[str], settings: Settings, *,
+                  timeout_s: float = 30.0) -> list[str]:
+    """Create the hub's topics that do not exist yet; returns the names it created.
+
+    Idempotent: an existing topic is left as it is (its partition count is checked, as a
+    topic with fewer partitions than configured would move dossiers between partitions when
+    grown). Waits until every topic has a leader for each partition.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import TopicAlreadyExistsError
+
+    wanted = specs(settings)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lienthong-topics",
+                             request_timeout_ms=int(timeout_s * 1000))
+    created: list[str] = []
+    try:
+        existing = set(admin.list_topics())
+        for spec in wanted:
+            if spec.name in existing:
+                continue
+            try:
+                admin.create_topics({spec.name: {"num_partitions": spec.partitions,
+                                                 "replication_factor": spec.replication,
+                                                 "configs": spec.config}},
+                                    timeout_ms=int(timeout_s * 1000))
+                created.append(spec.name)
+                log.info("created topic %s (%d partitions, replication %d)", spec.name,
+                         spec.partitions, spec.replication)
+            except TopicAlreadyExistsError:
+                pass  # another process created it meanwhile
+        admin.wait_for_topics([s.name for s in wanted], timeout_ms=int(timeout_s * 1000))
+        described = {t.get("name", t.get("topic")): len(t["partitions"])
+                     for t in admin.describe_topics([s.name for s in wanted])}
+        for spec in wanted:
+            have = described.get(spec.name)
+            if have is not None and have < spec.partitions:
+                log.warning("topic %s has %d partitions, configured %d; grow it by hand only "
+                            "with the workers stopped", spec.name, have, spec.partitions)
+    finally:
+        admin.close()
+    return created

@@ -1,0 +1,51 @@
+"""The topic catalogue: names with the prefix, partitions, replication and retention."""
+
+from __future__ import annotations
+
+import pytest
+
+from lienthong.schemas import topics
+from lienthong.services.settings import Settings
+
+
+def test_prefix_is_prepended_to_every_topic_name() -> None:
+    n = topics.names(Settings(topic_prefix="run42."))
+    assert n.events == "run42.dossier.events"
+    assert all(name.startswith("run42.") for name in n.all())
+    assert topics.names(Settings()).all() == (
+        "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status")
+
+
+def test_prefix_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIENTHONG_TOPIC_PREFIX", "t1-")
+    assert topics.names(Settings.from_env()).deliveries == "t1-deliveries"
+
+
+def test_production_replication_demands_two_in_sync_replicas() -> None:
+    by_name = {s.name: s for s in topics.specs(Settings(partitions=12, replication_factor=3))}
+    events = by_name["dossier.events"]
+    assert (events.partitions, events.replication) == (12, 3)
+    assert all(s.config["min.insync.replicas"] == "2" for s in by_name.values())
+    embedded = topics.specs(Settings(replication_factor=1))
+    assert all(s.config["min.insync.replicas"] == "1" for s in embedded)
+
+
+def test_the_legal_record_and_dead_letters_are_kept_forever() -> None:
+    by_name = {s.name: s for s in topics.specs(Settings())}
+    for name in ("dossier.events", "deadletter"):
+        assert by_name[name].config["retention.ms"] == "-1"
+        assert by_name[name].config.get("cleanup.policy", "delete") == "delete"
+    assert by_name["deliveries"].config["retention.ms"] == str(30 * 24 * 3600 * 1000)
+
+
+def test_catalog_and_status_are_compacted_with_one_or_keyed_partitions() -> None:
+    by_name = {s.name: s for s in topics.specs(Settings(partitions=8))}
+    assert by_name["catalog"].config["cleanup.policy"] == "compact"
+    assert by_name["catalog"].partitions == 1
+    assert by_name["dossier.status"].config["cleanup.policy"] == "compact"
+    assert by_name["dossier.status"].partitions == 8
+
+
+def test_nonsense_partition_counts_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        topics.specs(Settings(partitions=0))
