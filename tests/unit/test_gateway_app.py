@@ -7,7 +7,7 @@ import json
 import time
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,7 +16,7 @@ from aiohttp import web
 
 from lienthong.connectors.gateway import InMemoryTimelines, Limits, Timeline, build_app
 from lienthong.connectors.http import AgencyKey, KeyRing, signed_headers
-from lienthong.services.domain.events import parse_event
+from lienthong.schemas.codec import decode_event, encode_event
 
 A = "000.00.15.H99"  # the commune one-stop desk that signs
 B = "000.00.16.H99"
@@ -27,10 +27,7 @@ SECRET_B = "b-secret-for-agency-b-2026"
 DOSSIER = "000.00.15.H99-261125-0007"
 
 
-def encode(event: Mapping[str, Any]) -> bytes:
-    """Contract check + bytes, as the codec does: one call that names the faulty field."""
-    parse_event(event)
-    return json.dumps(event, ensure_ascii=False, sort_keys=True).encode()
+encode = encode_event  # the one codec: checks the contract, names the field, gives the bytes
 
 
 class RecordingPublisher:
@@ -186,7 +183,7 @@ async def test_vietnamese_text_sent_in_nfd_is_published_in_nfc(hub: Hub) -> None
     assert nfd != unicodedata.normalize("NFC", nfd)
     r = await hub.post(received(applicant={"name": nfd, "id_number": "001099012345"}))
     assert r.status_code == 202
-    published = json.loads(hub.publisher.records[0][1])
+    published = decode_event(hub.publisher.records[0][1])
     assert published["applicant"]["name"] == "Nguyễn Thị Hồng Nhung"
     assert unicodedata.is_normalized("NFC", published["applicant"]["name"])
 
