@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         print("lienthong delivery: no Kafka address; pass --bootstrap or set "
               "KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2
-    from lienthong.services.domain.catalogue import load_catalogue
+    from lienthong.services.domain.catalogue import CatalogueError, load_catalogue
 
     try:
         signer = hub_signer(args)
@@ -122,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
     except (KeysFileError, ValueError) as exc:
         print(f"lienthong delivery: {exc}", file=sys.stderr)
         return 2
-    catalogue = load_catalogue(args.catalog)
+    try:
+        catalogue = load_catalogue(args.catalog)
+    except CatalogueError as exc:
+        print(f"lienthong delivery: {exc}", file=sys.stderr)
+        return 2
 
     def endpoint(code: str) -> str | None:
         agency = catalogue.agency(code)

@@ -165,6 +165,7 @@ class DeliveryService:
         self._lanes: dict[tuple[TopicPartition, str, str], deque[_Item]] = {}
         self._tasks: dict[tuple[TopicPartition, str, str], asyncio.Task[None]] = {}
         self._destinations: dict[str, _Destination] = {}
+        self._background: set[asyncio.Task[None]] = set()  # alerts being produced
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self.started = asyncio.Event()  # set once partitions were first assigned
@@ -239,6 +240,8 @@ class DeliveryService:
                 last_commit = now
 
     async def _shutdown(self) -> None:
+        if self._background:  # let raised alerts reach Kafka
+            await asyncio.wait(self._background, timeout=5.0)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -462,8 +465,8 @@ class DeliveryService:
 
     def _spawn_alert(self, value: bytes, destination: str) -> None:
         task = asyncio.create_task(self._send(self.alerts_topic, destination.encode(), value))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.error(
-            "delivery_failing alert for %s was not sent: %s", destination, t.exception()))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Produce and wait for the acknowledgement, retrying while Kafka is unreachable."""
