@@ -304,8 +304,12 @@ def _seconds(d: timedelta) -> int | float:
 # -- applying events --------------------------------------------------------------------------
 
 def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
-                now: datetime | None = None) -> Decision:
-    """Apply one event to a dossier (None: not seen yet). See the module docstring."""
+                now: datetime | None = None, *, with_deliveries: bool = True) -> Decision:
+    """Apply one event to a dossier (None: not seen yet). See the module docstring.
+
+    ``now`` (the hub's clock) enables the ``future_event`` check. ``with_deliveries=False``
+    skips building deliveries (``replay`` has no use for them); the state is the same.
+    """
     if state is None:
         if event.type != "received":
             return Rejected("unknown_dossier",
@@ -313,7 +317,7 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
                             f"{event.type}")
         if now is not None and event.at - now > FUTURE_TOLERANCE:
             return _future(event, now)
-        return _receive(event, catalogue)
+        return _receive(event, catalogue, with_deliveries)
     if event.event_id in state.seen:
         return SKIPPED
     if event.dossier != state.code:
@@ -337,7 +341,7 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
     etype = event.type
     after_end = state.ended
     if etype == "handoff":
-        note = _handoff(state, event, catalogue, deliveries, alerts)
+        note = _handoff(state, event, catalogue, deliveries, alerts, with_deliveries)
     elif after_end:
         note = "after_end"
     elif etype in ("supplement_requested", "obligation_requested"):
@@ -354,7 +358,12 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
         note = "after_end"
 
     # Deliveries other than hand-offs.
-    if etype == "result_ready":
+    if not with_deliveries:
+        if (etype == "result_ready" and state.channel == "postal") or (
+                etype == "returned" and event.channel == "postal"):
+            state.shipped = True
+        state.portal_status = _portal_status(state, etype, after_end)
+    elif etype == "result_ready":
         deliveries.append(delivery(event.event_id, state.receiving, "result", state.code, {
             "event": event_to_json(event), "procedure": state.procedure}))
         if state.channel == "postal" and not state.shipped:
@@ -362,7 +371,7 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
     elif etype == "returned" and event.channel == "postal" and not state.shipped:
         _ship(state, event, deliveries)
     status = _portal_status(state, etype, after_end)
-    if status != state.portal_status:
+    if with_deliveries and status != state.portal_status:
         state.portal_status = status
         deliveries.append(delivery(event.event_id, PORTAL, "portal_status", state.code, {
             "dossier": state.code, "procedure": state.procedure, "status": status,
@@ -416,7 +425,7 @@ def _check(state: DossierState, event: Event, catalogue: Catalogue) -> Rejected 
     return None
 
 
-def _receive(event: Event, catalogue: Catalogue) -> Applied | Rejected:
+def _receive(event: Event, catalogue: Catalogue, with_deliveries: bool) -> Applied | Rejected:
     """Tiếp nhận hồ sơ: the dossier's and the first step's clocks start (rules 3-5)."""
     agency = event.agency
     if catalogue.agency(agency) is None:
@@ -456,7 +465,7 @@ def _receive(event: Event, catalogue: Catalogue) -> Applied | Rejected:
     deliveries = [delivery(event.event_id, PORTAL, "portal_status", state.code, {
         "dossier": state.code, "procedure": state.procedure, "status": PORTAL_RECEIVED,
         "channel": PORTAL_CHANNEL[state.channel], "agency": agency,
-        "at": event.at.isoformat(), "event_id": event.event_id})]
+        "at": event.at.isoformat(), "event_id": event.event_id})] if with_deliveries else []
     return Applied(state, deliveries, alerts)
 
 
@@ -470,15 +479,18 @@ def _clock_start(cal: WorkingCalendar, at: datetime, cutoff: time | None) -> dat
 
 
 def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
-             deliveries: list[Delivery], alerts: list[Alert]) -> str | None:
+             deliveries: list[Delivery], alerts: list[Alert], with_deliveries: bool) -> str | None:
     """Chuyển hồ sơ: the sender's step ends, the receiver's starts (paused during a pause)."""
     to = event.to_agency
     assert to is not None
     state.holder = to
     ended = state.ended
-    payload: dict[str, Any] = {"event": event_to_json(event), "procedure": state.procedure,
-                               "received_at": state.received_at.isoformat(),
-                               "dossier_due_at": state.clock.due.isoformat()}
+    payload: dict[str, Any] = {}
+    tz = catalogue.calendar.tz
+    if with_deliveries:
+        payload = {"event": event_to_json(event), "procedure": state.procedure,
+                   "received_at": state.received_at.astimezone(tz).isoformat(),
+                   "dossier_due_at": state.clock.due.astimezone(tz).isoformat()}
     if not ended:
         cal = catalogue.calendar
         current = state.steps[-1]
@@ -490,12 +502,14 @@ def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
         clock = Clock.start(cal, start, move.allot, catalogue.due_soon,
                             paused_at=event.at if state.paused else None)
         state.steps.append(Step(to, event.at, clock, move.position, not move.expected))
-        payload["step_due_at"] = clock.due.isoformat()
-        payload["unexpected"] = not move.expected
+        if with_deliveries:
+            payload["step_due_at"] = clock.due.astimezone(tz).isoformat()
+            payload["unexpected"] = not move.expected
         if not move.expected:
             alerts.append(event_alert("unexpected_recipient", state.code, to, event.event_id,
                                       event.at, state.procedure))
-    deliveries.append(delivery(event.event_id, to, "handoff", state.code, payload))
+    if with_deliveries:
+        deliveries.append(delivery(event.event_id, to, "handoff", state.code, payload))
     if ended:
         return "after_end"
     return None if not state.steps[-1].unexpected else "unexpected_recipient"

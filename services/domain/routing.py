@@ -11,13 +11,12 @@ the ``Idempotency-Key``, so a re-sent delivery is applied once by its destinatio
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from .alerts import ID_NAMESPACE
+from .alerts import uuid5_text
 
 ZERO = timedelta(0)
 PORTAL = "DVCQG"  # Cổng Dịch vụ công quốc gia
@@ -64,7 +63,7 @@ def follow(route: Sequence[tuple[str, timedelta]], position: int, to_agency: str
 
 
 def delivery_id(event_id: str, destination: str, kind: str) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"{event_id}|{destination}|{kind}"))
+    return uuid5_text(f"{event_id}|{destination}|{kind}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,116 @@
+"""Replay throughput of the domain core (target: >= 100,000 events/s on one core).
+
+Generates synthetic dossiers of the sample province — every procedure, received at communes
+through the year 2026, handed along their routes with realistic delays, some with a supplement
+request, a financial obligation or an apology, ended by result_ready and returned — as JSONL
+lines in memory, then times ``Replay`` over them: JSON decoding, event parsing and validation,
+the state machine and deadlines, the final alert sweep and the report.
+
+    .venv/bin/python bench/bench_replay.py [--events 400000] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from lienthong.services.domain.catalogue import Procedure, load_catalogue
+from lienthong.services.domain.replay import Replay
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE = ROOT / "examples" / "province-h99.yaml"
+
+
+def _dossier(rnd: random.Random, code: str, receiving: str, procedure: Procedure,
+             route: tuple[tuple[str, timedelta], ...], at: datetime) -> list[dict[str, object]]:
+    """One dossier's events: received, hand-offs along the route, result, return."""
+    events: list[dict[str, object]] = []
+
+    def add(etype: str, agency: str, **extra: object) -> None:
+        events.append({"event_id": str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+                       "type": etype, "dossier": code, "at": at.isoformat(),
+                       "agency": agency, **extra})
+
+    add("received", receiving, procedure=procedure.code,
+        channel=rnd.choice(("desk", "desk", "online", "postal")),
+        applicant={"name": "Nguyễn Văn A", "id_number": "001099012345"})
+    holder = receiving
+    for i, (agency, allot) in enumerate(route[1:], 1):
+        at += timedelta(hours=rnd.uniform(0.5, 1.6) * max(allot.total_seconds(), 7200) / 1200)
+        if i == 1 and rnd.random() < 0.1:
+            add("supplement_requested", holder, reason="thiếu giấy tờ")
+            at += timedelta(days=rnd.randrange(1, 6))
+            add("supplement_received", receiving)
+            at += timedelta(hours=2)
+        add("handoff", holder, to_agency=agency)
+        holder = agency
+    at += timedelta(hours=rnd.uniform(1, 30))
+    if rnd.random() < 0.05:
+        add("apology_issued", holder, new_due_at=(at + timedelta(days=3)).isoformat(),
+            reason="quá tải")
+        at += timedelta(hours=20)
+    add("result_ready", holder, decision="approved")
+    at += timedelta(hours=rnd.uniform(1, 40))
+    add("returned", receiving, channel=rnd.choice(("desk", "postal")))
+    return events
+
+
+def generate(n_events: int, seed: int) -> list[bytes]:
+    """About ``n_events`` JSONL lines of dossiers received through 2026."""
+    rnd = random.Random(seed)
+    catalogue = load_catalogue(CATALOGUE)
+    tz = catalogue.calendar.tz
+    communes = [a.code for a in catalogue.agencies.values()
+                if a.level == "commune" and a.parent is not None]
+    procedures = [vs[-1] for vs in catalogue.procedures.values()]
+    lines: list[bytes] = []
+    start = datetime(2026, 1, 5, 7, 30, tzinfo=tz)
+    seq = 0
+    per_day: dict[tuple[str, str], int] = {}
+    while len(lines) < n_events:
+        seq += 1
+        receiving = rnd.choice(communes)
+        procedure = rnd.choice(procedures)
+        at = start + timedelta(minutes=seq * 3 % (360 * 24 * 60) + rnd.randrange(60))
+        day = at.strftime("%Y%m%d")
+        number = per_day[(receiving, day)] = per_day.get((receiving, day), 0) + 1
+        code = f"{receiving}-{day}-{number:07d}"
+        events = _dossier(rnd, code, receiving, procedure,
+                          catalogue.route(procedure, receiving), at)
+        lines.extend(json.dumps(e, ensure_ascii=False).encode() for e in events)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    lines = generate(args.events, args.seed)
+    catalogue = load_catalogue(CATALOGUE)
+    catalogue.calendar.add_working_time(datetime(2026, 1, 5, 8, tzinfo=catalogue.calendar.tz),
+                                        timedelta(days=400))  # build the year tables first
+    started = time.process_time()
+    run = Replay(catalogue)
+    run.feed(lines)
+    when = run.finish()
+    applied = time.process_time()
+    report = run.report(when)
+    json.dumps(report, ensure_ascii=False)
+    done = time.process_time()
+    n = len(lines)
+    print(f"events: {n}, dossiers: {len(run.states)}, alerts: {len(run.alerts)}, "
+          f"rejected: {len(run.rejected)}")
+    print(f"apply (parse + state machine + alerts): {n / (applied - started):,.0f} events/s")
+    print(f"end to end (incl. report + JSON): {n / (done - started):,.0f} events/s")
+    if run.rejected:
+        print("first rejections:", *run.rejected[:3], sep="\n  ")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Replay: the domain core over events in canonical JSON, no broker (DESIGN section 9).
+
+Events apply per dossier in input order. Every alert that fires up to ``now`` is listed once;
+``now`` defaults to the greatest event instant. The report::
+
+    {"dossiers": [{"dossier", "procedure", "received_at", "due_at", "ended_at", "outcome",
+                   "late_agencies", "steps": [{"agency", "started_at", "due_at", "ended_at",
+                                               "outcome"}]}],
+     "alerts": [{"kind", "scope", "dossier", "agency", "due_at"}]}
+
+dossiers sorted by code, alerts by (due_at with nulls first, dossier, kind, scope, agency),
+instants as ``YYYY-MM-DDTHH:MM:SS+07:00`` (the province's offset), no fractions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .alerts import Alert
+from .catalogue import Catalogue
+from .dossier import Applied, DossierState, Rejected, apply_event, mark_fired, report, time_alerts
+from .events import InvalidEvent, parse_event
+
+
+class NowBeforeEvent(ValueError):
+    """``--now`` is earlier than an event of the input (a usage error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedLine:
+    line: int
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}: {self.detail}"
+
+
+@dataclass
+class Replay:
+    """The dossiers and alerts after running a sequence of events."""
+
+    catalogue: Catalogue
+    states: dict[str, DossierState] = field(default_factory=dict)
+    alerts: list[Alert] = field(default_factory=list)
+    rejected: list[RejectedLine] = field(default_factory=list)
+    events: int = 0
+    latest: datetime | None = None
+
+    def feed(self, lines: Iterable[str | bytes], now: datetime | None = None) -> None:
+        """Apply JSONL lines (blank lines are ignored). With ``now``, an event later than
+        ``now`` raises NowBeforeEvent."""
+        states, catalogue = self.states, self.catalogue
+        alerts, rejected = self.alerts, self.rejected
+        latest = self.latest
+        loads = json.loads
+        count = 0
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            count += 1
+            try:
+                event = parse_event(loads(line))
+            except InvalidEvent as exc:
+                rejected.append(RejectedLine(number, "invalid_event", str(exc)))
+                continue
+            except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
+                rejected.append(RejectedLine(number, "invalid_json", str(exc)))
+                continue
+            at = event.at
+            if latest is None or at > latest:
+                latest = at
+                if now is not None and at > now:
+                    raise NowBeforeEvent(f"--now {now.isoformat()} is earlier than the event "
+                                         f"at {at.isoformat()} on line {number}")
+            decision = apply_event(states.get(event.dossier), event, catalogue,
+                                   with_deliveries=False)
+            if isinstance(decision, Applied):
+                states[event.dossier] = decision.state
+                if decision.alerts:
+                    alerts.extend(decision.alerts)
+            elif isinstance(decision, Rejected):
+                rejected.append(RejectedLine(number, decision.reason, decision.detail))
+        self.events += count
+        self.latest = latest
+
+    def finish(self, now: datetime | None = None) -> datetime | None:
+        """Raise the time alerts due up to ``now`` (default: the latest event). Returns it."""
+        now = now or self.latest
+        if now is None:
+            return None
+        for state in self.states.values():
+            due = time_alerts(state, self.catalogue, now)
+            if due:
+                mark_fired(state, due)
+                self.alerts.extend(due)
+        return now
+
+    def report(self, now: datetime | None) -> dict[str, Any]:
+        cal = self.catalogue.calendar
+        tz = cal.tz
+        when = now or self.latest
+        dossiers = [] if when is None else [
+            report(self.states[code], self.catalogue, when) for code in sorted(self.states)]
+        rows = []
+        for a in self.alerts:
+            due = None if a.due_at is None else a.due_at.astimezone(tz).replace(
+                microsecond=0).isoformat()
+            rows.append({"kind": a.kind, "scope": a.scope, "dossier": a.dossier,
+                         "agency": a.agency, "due_at": due})
+        rows.sort(key=lambda r: (r["due_at"] is not None, r["due_at"] or "", r["dossier"],
+                                 r["kind"], r["scope"], r["agency"]))
+        return {"dossiers": dossiers, "alerts": rows}
+
+
+def replay(lines: Iterable[str | bytes], catalogue: Catalogue,
+           now: datetime | None = None) -> tuple[dict[str, Any], list[RejectedLine]]:
+    """Run ``lines`` (JSONL) through the core; the report and the rejected lines."""
+    run = Replay(catalogue)
+    run.feed(lines, now)
+    when = run.finish(now)
+    return run.report(when), run.rejected
