@@ -121,7 +121,7 @@ class Codec:
         self._omit_null = omit_null
         self._known = {v.fingerprint: v for v in known}
         self._reader_parsed = current.parsed
-        self._check = RecordCheck(current.schema, specific or {}, flat=self._flat)
+        self._check = RecordCheck(current.schema, specific or {}, flat=self._flat).function
         self._extra_check = extra_check
         self._to_wire = to_wire
         self._from_wire = from_wire
@@ -146,7 +146,9 @@ class Codec:
     def encode(self, record: Mapping[str, Any], *, validate: bool = True) -> bytes:
         """Canonical dict -> single-object bytes of the current version."""
         if validate:
-            self.validate(record)
+            self._check(record)
+            if self._extra_check is not None:
+                self._extra_check(record)
         if self._to_wire is not None:
             record = self._to_wire(record)
         compiled = self._compiled
@@ -175,11 +177,7 @@ class Codec:
             if not isinstance(data, bytearray | memoryview):
                 raise CorruptRecord(f"expected bytes, got {type(data).__name__}")
             data = bytes(data)
-        if data[:2] != MAGIC or len(data) < HEADER_SIZE:
-            raise CorruptRecord("not Avro single-object encoding (no C3 01 marker and "
-                                "8-byte fingerprint)")
-        fp = data[2:HEADER_SIZE]
-        if fp == self.fingerprint and self._compiled is not None:
+        if data.startswith(self._header) and self._compiled is not None:
             try:
                 record, end = self._compiled.read(data, HEADER_SIZE)
             except _DATA_ERRORS as exc:
@@ -189,7 +187,10 @@ class Codec:
                 raise CorruptRecord(f"{self.kind} v{self.version} body is "
                                     f"{'truncated' if end > len(data) else 'followed by junk'}")
         else:
-            record = self._decode_resolved(data, fp)
+            if data[:2] != MAGIC or len(data) < HEADER_SIZE:
+                raise CorruptRecord("not Avro single-object encoding (no C3 01 marker and "
+                                    "8-byte fingerprint)")
+            record = self._decode_resolved(data, data[2:HEADER_SIZE])
         if self._from_wire is not None:
             try:
                 record = self._from_wire(record)

@@ -25,7 +25,7 @@ from .compiled import _nullable, _type_name, branch_symbol
 MAX_TEXT = 2000  # longest free text (reason, note, names), as the domain core accepts
 MAX_DETAIL = 10_000  # alert and dead-letter detail (error text)
 MAX_ID = 200
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _REASON_CODE = re.compile(r"^[a-z][a-z0-9_.]{0,99}$")
 _LONG = (-(1 << 63), (1 << 63) - 1)
 _INT = (-(1 << 31), (1 << 31) - 1)
@@ -93,9 +93,15 @@ def instant(value: Any) -> Problem:
 
 
 def uuid(value: Any) -> Problem:
-    if isinstance(value, str) and _UUID.match(value):
+    if isinstance(value, str) and _UUID.fullmatch(value):
         return None
-    return "must be a UUID like 5b1e7c1e-0d4e-4c9a-9d3e-2f1a0b9c8d7e"
+    return _UUID_PROBLEM
+
+
+_UUID_PROBLEM = "must be a UUID like 5b1e7c1e-0d4e-4c9a-9d3e-2f1a0b9c8d7e"
+# Generated checks inline this test instead of calling uuid(): ``{K}`` is the constant.
+uuid.inline_bad = ("type(v) is not str or {K}(v) is None", _UUID.fullmatch,  # type: ignore
+                   _UUID_PROBLEM)
 
 
 def text(limit: int = MAX_TEXT, *, empty: bool = False) -> Check:
@@ -184,34 +190,51 @@ class RecordCheck:
     """Checks one record type: required fields, unknown fields, each field's value.
 
     Like the codec, the check is generated as straight-line Python per record type (per event
-    type for a ``flat`` record): this runs for every event the gateway accepts.
+    type for a ``flat`` record, nested records inline): it runs for every event the gateway
+    accepts. ``check.function`` is the generated function itself (no method call on the way).
     """
 
     def __init__(self, schema: Mapping[str, Any], specific: Mapping[str, Check],
-                 *, path: str = "", flat: Mapping[str, str] | None = None) -> None:
-        self.path = path
+                 *, flat: Mapping[str, str] | None = None) -> None:
         self.name = str(schema["name"]).rsplit(".", 1)[-1]
-        self.selector: str | None = None
-        self._ns: dict[str, Any] = {"fail": _fail, "Mapping": Mapping}
+        self._ns: dict[str, Any] = {"fail": _fail, "Mapping": Mapping, "instant": instant,
+                                    "fromiso": datetime.fromisoformat}
         self._n = 0
+        self._specific = specific
+        selector: str | None = None
         common: list[Mapping[str, Any]] = []
         branches: dict[str, list[Mapping[str, Any]]] = {}
         for f in schema["fields"]:
             if flat and f["name"] in flat:
-                self.selector = flat[f["name"]]
+                selector = flat[f["name"]]
                 for branch in f["type"]:
                     branches[branch_symbol(branch["name"])] = branch["fields"]
             else:
                 common.append(f)
-        self.any_field = frozenset(f["name"] for f in common).union(
+        self.selector = selector
+        any_field = frozenset(f["name"] for f in common).union(
             *({f["name"] for f in fs} for fs in branches.values()))
-        if self.selector is None:
-            self._check = self._generate("plain", common, specific)
-            self.by_symbol: dict[str, Callable[[Mapping[str, Any]], None]] = {}
+        lines = ["def check(d):",
+                 "    if type(d) is not dict and not isinstance(d, Mapping): "
+                 f"fail('', 'must be an object ({self.name})')"]
+        if selector is None:
+            self._record(lines, "d", common, "", self.name, any_field, "    ")
         else:
-            self.by_symbol = {
-                symbol: self._generate(symbol, [*common, *fields], specific, symbol)
-                for symbol, fields in branches.items()}
+            lines.append(f"    s = d.get({selector!r})")
+            keyword = "if"
+            for symbol, fields in branches.items():
+                lines.append(f"    {keyword} s == {symbol!r}:")
+                keyword = "elif"
+                self._record(lines, "d", [*common, *fields], "", f"a {symbol} event",
+                             any_field, "        ", skip=selector)
+            listing = ", ".join(branches)
+            lines.append(f"    else: fail({selector!r}, repr(s) + ' is not one of {listing}')")
+        self.source = "\n".join(lines) + "\n"
+        exec(compile(self.source, f"<check {self.name}>", "exec"), self._ns)
+        self.function: Callable[[Any], None] = self._ns["check"]
+
+    def __call__(self, record: Any) -> None:
+        self.function(record)
 
     def _const(self, value: Any) -> str:
         self._n += 1
@@ -219,72 +242,80 @@ class RecordCheck:
         self._ns[name] = value
         return name
 
-    def _generate(self, label: str, fields: list[Mapping[str, Any]],
-                  specific: Mapping[str, Check],
-                  symbol: str | None = None) -> Callable[[Mapping[str, Any]], None]:
-        where = f"a {symbol} event" if symbol else self.name
+    def _record(self, lines: list[str], r: str, fields: list[Mapping[str, Any]], path: str,
+                where: str, any_field: frozenset[str], ind: str, skip: str | None = None) -> None:
         allowed = frozenset(f["name"] for f in fields)
-        lines = ["def check(d):",
-                 f"    if not d.keys() <= {self._const(allowed)}: "
-                 f"{self._const(self._unknown)}(d, {self._const(allowed)}, {where!r})"]
+        unknown = self._const(_unknown_fields(path, allowed, any_field, where))
+        lines.append(f"{ind}if not {r}.keys() <= {self._const(allowed)}: {unknown}({r})")
         for f in fields:
             name = f["name"]
-            if name == self.selector:
-                continue  # already matched to this function
-            dotted = self.path + name
+            if name == skip:
+                continue  # the selector: already matched
+            dotted = path + name
             t = f["type"]
             nb = _nullable(t)
             required = nb is None and "default" not in f
             inner = nb[2] if nb else t
-            lines.append(f"    v = d.get({name!r})")
+            lines.append(f"{ind}v = {r}.get({name!r})")
             if required:
-                lines.append(f"    if v is None: fail({dotted!r}, 'is required"
-                             f"{' for ' + where if symbol else ''}')")
+                suffix = f" for {where}" if " event" in where else ""
+                lines.append(f"{ind}if v is None: fail({dotted!r}, 'is required{suffix}')")
                 test = "if"
             else:
-                lines.append("    if v is None: pass")
+                lines.append(f"{ind}if v is None: pass")
                 test = "elif"
             if _type_name(inner) == "record":
-                sub = RecordCheck(inner, specific, path=dotted + ".")
-                lines.append(f"    else: {self._const(sub)}(v)")
+                sub = f"r{self._n}"
+                self._n += 1
+                sub_fields = inner["fields"]
+                lines += [f"{ind}elif type(v) is not dict and not isinstance(v, Mapping): "
+                          f"fail({dotted!r}, 'must be an object')",
+                          f"{ind}else:", f"{ind}    {sub} = v"]
+                self._record(lines, sub, sub_fields, dotted + ".",
+                             str(inner["name"]).rsplit(".", 1)[-1],
+                             frozenset(x["name"] for x in sub_fields), ind + "    ")
                 continue
-            check = specific.get(dotted)
+            check = self._specific.get(dotted)
             if check is None and _type_name(inner) == "enum":
                 symbols = inner["symbols"]
                 problem = f"is not one of {', '.join(symbols)}"
-                lines.append(f"    {test} type(v) is not str or v not in "
+                lines.append(f"{ind}{test} type(v) is not str or v not in "
                              f"{self._const(frozenset(symbols))}: "
                              f"fail({dotted!r}, repr(v) + ' ' + {problem!r})")
                 continue
             check = check or _generic(inner)
+            if check is instant:  # inlined: one instant per event at least
+                lines += [f"{ind}{test} type(v) is not str or len(v) > 40: "
+                          f"fail({dotted!r}, instant(v) or 'is too long')",
+                          f"{ind}else:",
+                          f"{ind}    try: t = fromiso(v)",
+                          f"{ind}    except ValueError: t = None",
+                          f"{ind}    if t is None or t.tzinfo is None: "
+                          f"fail({dotted!r}, instant(v))"]
+                continue
+            inline = getattr(check, "inline_bad", None)
+            if inline is not None:
+                expr, const, problem = inline
+                lines.append(f"{ind}{test} {expr.format(K=self._const(const))}: "
+                             f"fail({dotted!r}, {problem!r})")
+                continue
             good = getattr(check, "good", None)
             fast = (f"(type(v) is not str or v not in {self._const(good)}) and "
                     if good is not None else "")
-            lines.append(f"    {test} {fast}(p := {self._const(check)}(v)) is not None: "
+            lines.append(f"{ind}{test} {fast}(p := {self._const(check)}(v)) is not None: "
                          f"fail({dotted!r}, p)")
-        source = "\n".join(lines) + "\n"
-        ns = dict(self._ns)
-        exec(compile(source, f"<check {self.name} {label}>", "exec"), ns)
-        self._ns.update((k, v) for k, v in ns.items() if k.startswith("K"))
-        return ns["check"]  # type: ignore[no-any-return]
 
-    def _unknown(self, record: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+
+def _unknown_fields(path: str, allowed: frozenset[str], any_field: frozenset[str],
+                    where: str) -> Callable[[Mapping[str, Any]], None]:
+    name = where.removeprefix("a ").split(" ")[-1] if " event" in where else where
+
+    def unknown(record: Mapping[str, Any]) -> None:
         for key, value in record.items():
-            if key in allowed or (value is None and key in self.any_field):
+            if key in allowed or (value is None and key in any_field):
                 continue  # a null field of another type: what a flat Avro record carries
-            known = key in self.any_field
-            raise InvalidRecord(f"{self.path}{key}",
-                                f"is not a field of {where if known else 'any ' + self.name}")
+            known = key in any_field
+            raise InvalidRecord(f"{path}{key}",
+                                f"is not a field of {where if known else 'any ' + name}")
 
-    def __call__(self, record: Any) -> None:
-        if type(record) is not dict and not isinstance(record, Mapping):
-            raise InvalidRecord(self.path.rstrip("."), f"must be an object ({self.name})")
-        if self.selector is None:
-            self._check(record)
-            return
-        symbol = record.get(self.selector)
-        check = self.by_symbol.get(symbol) if isinstance(symbol, str) else None
-        if check is None:
-            raise InvalidRecord(self.path + self.selector,
-                                f"{symbol!r} is not one of {', '.join(self.by_symbol)}")
-        check(record)
+    return unknown

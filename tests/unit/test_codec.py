@@ -309,3 +309,18 @@ def test_random_bytes_never_escape_as_anything_but_codec_errors(junk: bytes) -> 
     for data in (junk, header + junk):
         with contextlib.suppress(codec.CodecError):  # anything else fails the test
             codec.decode_event(data)
+
+
+def test_a_string_cut_short_at_the_very_end_is_truncated_not_shortened() -> None:
+    data = codec.encode_event({**EVENTS[5], "correlation_id": "req-4242"})
+    with pytest.raises(CorruptRecord, match="truncated"):
+        codec.decode_event(data[:-2])
+
+
+def test_a_generated_check_covers_nested_records_and_the_instant_inline() -> None:
+    with pytest.raises(InvalidRecord) as err:
+        codec.encode_event({**EVENTS[0], "applicant": {"name": "A", "id_number": 12}})
+    assert (err.value.field, err.value.problem) == ("applicant.id_number", "must be a string")
+    with pytest.raises(InvalidRecord, match="offset") as err:
+        codec.encode_event({**EVENTS[0], "at": "2026-06-09T09:15:00"})
+    assert err.value.field == "at"
