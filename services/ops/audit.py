@@ -1,0 +1,37 @@
+"""Audit log (nhật ký kiểm tra): logins, views of personal data and re-sends, one JSON object a
+line, appended and flushed as each happens; nothing rewrites it."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+class AuditLog:
+    """Append-only JSONL. Without a path the entries are kept in memory (tests, demo)."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.entries: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(self, action: str, user: str | None, **detail: Any) -> dict[str, Any]:
+        entry = {"at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                 "action": action, "user": user, **detail}
+        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+        with self._lock:
+            self.entries.append(entry)
+            if self.path is not None:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, (line + "\n").encode("utf-8"))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        return entry
