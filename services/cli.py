@@ -32,6 +32,8 @@ register("gateway", "lienthong.connectors.gateway.cli",
          "run the signed HTTP gateway for agency systems (POST /v1/events)")
 register("delivery", "lienthong.connectors.delivery.cli",
          "deliver the deliveries topic to destination agencies over HTTP")
+register("dashboard", "lienthong.services.ops.cli",
+         "serve the operations dashboard; manage its operators (dashboard users add NAME)")
 register("deadletter", "lienthong.connectors.delivery.deadletter_cli",
          "list parked messages or re-send them (deadletter list|resend)")
 

@@ -54,6 +54,11 @@ class Settings:
     #: LIENTHONG_TOPIC_PREFIX — prepended to every hub topic name (isolates test runs or
     #: several hubs on one cluster); empty by default.
     topic_prefix: str = field(default="", metadata={"env": "LIENTHONG_TOPIC_PREFIX"})
+    #: LIENTHONG_DASHBOARD_PORT — the operations dashboard's HTTP port (pages, /events, /metrics).
+    dashboard_port: int = field(default=8500, metadata={"env": "LIENTHONG_DASHBOARD_PORT"})
+    #: LIENTHONG_DASHBOARD_USERS — operator accounts file (never in the repository).
+    dashboard_users: Path | None = field(default=None,
+                                         metadata={"env": "LIENTHONG_DASHBOARD_USERS"})
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

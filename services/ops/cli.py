@@ -1,0 +1,219 @@
+"""``lienthong dashboard``: the operations dashboard, and its operator accounts.
+
+    lienthong dashboard --users users.yaml [--port 8500] [--bootstrap HOST:PORT]
+    lienthong dashboard --demo                       # sample data, a one-off admin password
+    lienthong dashboard users add NAME --role operator --agency 000.00.20.H99 --users users.yaml
+    lienthong dashboard users list --users users.yaml
+
+Without ``--demo`` the dashboard refuses to start without a users file: there is no default
+password. The session secret comes from ``--secret-file`` (sessions survive restarts) or is
+drawn at random.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from lienthong.services.settings import Settings
+
+log = logging.getLogger("lienthong.dashboard")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    s = Settings.from_env()
+    parser.description = ("Serve the operations dashboard (overdue board, scoreboard, tracking "
+                          "slips, alerts, dead letters) from the hub's topics.")
+    parser.add_argument("--host", default=s.host, help=f"address to bind (default {s.host})")
+    parser.add_argument("--port", type=int, default=s.dashboard_port,
+                        help=f"HTTP port (default {s.dashboard_port}, env "
+                        "LIENTHONG_DASHBOARD_PORT)")
+    parser.add_argument("--users", type=Path, default=s.dashboard_users,
+                        help="operator accounts file (env LIENTHONG_DASHBOARD_USERS)")
+    parser.add_argument("--catalog", type=Path, default=s.catalog_path,
+                        help=f"province catalogue (default {s.catalog_path})")
+    parser.add_argument("--bootstrap", default=s.kafka_bootstrap_servers,
+                        help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--audit-log", type=Path, default=s.data_dir / "dashboard-audit.jsonl",
+                        help="append-only audit log (JSON lines)")
+    parser.add_argument("--secret-file", type=Path, default=None,
+                        help="file holding the session-signing secret (32+ random bytes)")
+    parser.add_argument("--cookie-secure", action="store_true",
+                        help="mark the session cookie Secure (behind an HTTPS proxy)")
+    parser.add_argument("--demo", action="store_true",
+                        help="allow starting without a users file (a one-off admin password "
+                        "is printed); without --bootstrap, show sample dossiers")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    users = sub.add_parser("users", help="manage operator accounts")
+    usub = users.add_subparsers(dest="users_action", required=True, metavar="ACTION")
+    add = usub.add_parser("add", help="add or replace an operator (asks for the password)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("admin", "operator", "viewer"), default="viewer")
+    add.add_argument("--agency", default=None,
+                     help="agency code: the operator sees only its subtree")
+    add.add_argument("--personal-data", action="store_true",
+                     help="may see applicants' names and ID numbers")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input")
+    usub.add_parser("list", help="print operators (never hashes)")
+    rm = usub.add_parser("remove", help="remove an operator")
+    rm.add_argument("name")
+
+
+def _users_command(args: argparse.Namespace) -> int:
+    from lienthong.services.ops.auth import (
+        USERNAME,
+        Operator,
+        UsersFileError,
+        hash_password,
+        load_users,
+        save_users,
+    )
+    if args.users is None:
+        print("lienthong dashboard users: name the users file with --users (or env "
+              "LIENTHONG_DASHBOARD_USERS)", file=sys.stderr)
+        return 2
+    try:
+        users = load_users(args.users) if args.users.exists() else {}
+    except UsersFileError as exc:
+        print(f"lienthong dashboard users: {exc}", file=sys.stderr)
+        return 1
+    if args.users_action == "list":
+        for u in users.values():
+            print(f"{u.username}\t{u.role}\t{u.agency or '*'}\t"
+                  f"{'personal-data' if u.may_see_personal_data else '-'}")
+        return 0
+    if args.users_action == "remove":
+        if users.pop(args.name, None) is None:
+            print(f"no operator {args.name!r}", file=sys.stderr)
+            return 1
+        save_users(args.users, users.values())
+        return 0
+    if not USERNAME.match(args.name):
+        print("usernames are letters, digits and . _ @ -", file=sys.stderr)
+        return 2
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+    if len(password) < 10:
+        print("a password has at least 10 characters", file=sys.stderr)
+        return 1
+    users[args.name] = Operator(args.name, hash_password(password), args.role, args.agency,
+                                args.personal_data)
+    save_users(args.users, users.values())
+    print(f"operator {args.name} saved to {args.users}", file=sys.stderr)
+    return 0
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from lienthong.schemas import topics
+    from lienthong.services.clock import clock_from_spec
+    from lienthong.services.domain.catalogue import CatalogueError, load_catalogue
+    from lienthong.services.ops.audit import AuditLog
+    from lienthong.services.ops.auth import (
+        Operator,
+        UsersFileError,
+        hash_password,
+        load_users,
+    )
+    from lienthong.services.ops.board import OpsBoard
+    from lienthong.services.ops.demo import sample_alerts, sample_snapshots
+    from lienthong.services.ops.feed import FeedTopics, StatusFeed
+    from lienthong.services.ops.metrics import DashboardMetrics
+    from lienthong.services.ops.web import DASHBOARD, create_app
+
+    settings = Settings.from_env()
+    try:
+        catalogue = load_catalogue(args.catalog)
+    except (OSError, CatalogueError) as exc:
+        print(f"lienthong dashboard: catalogue {args.catalog}: {exc}", file=sys.stderr)
+        return 2
+    if args.users is not None:
+        try:
+            users = load_users(args.users)
+        except UsersFileError as exc:
+            print(f"lienthong dashboard: {exc}", file=sys.stderr)
+            return 2
+    elif args.demo:
+        password = secrets.token_urlsafe(12)
+        users = {"demo": Operator("demo", hash_password(password), "admin", None, True)}
+        print(f"demo mode: sign in as 'demo' with password {password}", file=sys.stderr)
+    else:
+        print("lienthong dashboard: no users file (--users or LIENTHONG_DASHBOARD_USERS); "
+              "there is no default password outside --demo. Create one with "
+              "'lienthong dashboard users add NAME --users FILE'.", file=sys.stderr)
+        return 2
+    if not args.bootstrap and not args.demo:
+        print("lienthong dashboard: no Kafka address; pass --bootstrap or set "
+              "KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    secret = None
+    if args.secret_file is not None:
+        secret = args.secret_file.read_bytes().strip()
+    clock = clock_from_spec(settings.clock)
+    board = OpsBoard(catalogue)
+    metrics = DashboardMetrics(board, clock.now)
+    feed: StatusFeed | None = None
+    if args.bootstrap:
+        names = topics.names(settings)
+        feed = StatusFeed(args.bootstrap, board,
+                          FeedTopics(names.status, names.alerts, names.deadletter),
+                          notify=lambda change: None, metrics=metrics)
+    else:
+        now = clock.now()
+        snaps = sample_snapshots(catalogue, now, count=120)
+        for s in snaps:
+            board.apply_snapshot(s)
+        for a in sample_alerts(snaps):
+            board.add_alert(a)
+    app = create_app(board, users, resend=feed.resend if feed else None,
+                     audit=AuditLog(args.audit_log), clock=clock.now, secret=secret,
+                     metrics=metrics, cookie_secure=args.cookie_secure)
+    dash = app[DASHBOARD]
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    print(f"dashboard on http://{args.host}:{args.port}/", file=sys.stderr)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task: asyncio.Task[None] | None = None
+    if feed is not None:
+        feed.notify = dash.notify
+        task = asyncio.create_task(feed.run())
+        task.add_done_callback(lambda t: stop.set())
+    await stop.wait()
+    code = 0
+    if task is not None:
+        if task.done() and task.exception() is not None:
+            print(f"lienthong dashboard: Kafka feed stopped: {task.exception()}",
+                  file=sys.stderr)
+            code = 1
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await feed.close()  # type: ignore[union-attr]
+    await runner.cleanup()
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.action == "users":
+        return _users_command(args)
+    return asyncio.run(_serve(args))
