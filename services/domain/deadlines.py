@@ -33,13 +33,14 @@ class Clock:
 
     allot: timedelta  # the full allotment
     due: datetime  # the due in force
-    run_from: datetime | None  # start of the running segment (a working instant); None: paused
+    run_from: datetime | None  # start of the running segment (rule 3 applies); None: paused
     left: timedelta  # working time left at run_from (running) or when the pause began (paused)
     soon_at: datetime | None = None  # when due_soon fires in this segment, if it will
     armed: bool = True  # due_soon not yet fired since the clock (re)started
     paused_at: datetime | None = None  # when the pause began (an ended item is judged there)
     late_pause: bool = False  # the pause began after the due: the due stays, no new alerts
     waited_after_due: timedelta = ZERO  # paused working time after the due (not an overrun)
+    overdue_fired: bool = False  # the overdue alert of the current due has fired
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -51,7 +52,7 @@ class Clock:
         With ``paused_at`` it starts paused (a hand-off during a pause): ``due`` is then the
         due it would have if it ran from ``clock_start``.
         """
-        due = cal.add_working_time(clock_start, allot)
+        due = _due(cal, clock_start, allot)
         if paused_at is not None:
             return cls(allot, due, None, allot, None, True, paused_at)
         clock = cls(allot, due, clock_start, allot)
@@ -65,7 +66,7 @@ class Clock:
         threshold = due_soon_threshold(self.allot, due_soon)
         if not self.armed or threshold <= ZERO or self.left < threshold:
             return None
-        return cal.add_working_time(self.run_from, self.left - threshold)
+        return _due(cal, self.run_from, self.left - threshold)
 
     def pause(self, cal: WorkingCalendar, at: datetime) -> None:
         """The pause begins at ``at`` (no effect if already paused)."""
@@ -84,22 +85,24 @@ class Clock:
         """Every request answered at ``at``: the remaining working time carries on."""
         if self.run_from is not None or self.paused_at is None:
             return
-        self.run_from = cal.next_opening(at)
+        self.run_from = at
         if self.late_pause:
             # Still overdue against the same due; the waiting is not the agency's overrun.
             self.waited_after_due += cal.working_time_between(self.paused_at, at)
             self.late_pause = False
             self.armed = False
         else:
-            self.due = cal.add_working_time(self.run_from, self.left)
+            self.due = _due(cal, at, self.left)
+            self.overdue_fired = False
             self.soon_at = self._soon(cal, due_soon)
         self.paused_at = None
 
     def restart(self, cal: WorkingCalendar, at: datetime, due_soon: timedelta) -> None:
         """``on_supplement: restart``: the full allotment again from ``at`` (re-arms due_soon)."""
-        self.run_from = cal.next_opening(at)
+        self.run_from = at
         self.left = self.allot
-        self.due = cal.add_working_time(self.run_from, self.allot)
+        self.due = _due(cal, at, self.allot)
+        self.overdue_fired = False
         self.armed = True
         self.late_pause = False
         self.paused_at = None
@@ -110,11 +113,11 @@ class Clock:
         """The calendar changed at ``at``: move a running, not yet passed due. True if moved."""
         if self.run_from is None or self.due <= at:
             return False
-        run_from = cal.next_opening(self.run_from)
-        due = cal.add_working_time(run_from, self.left)
-        if due == self.due and run_from == self.run_from:
+        due = _due(cal, self.run_from, self.left)
+        if due == self.due:
             return False
-        self.run_from, self.due = run_from, due
+        self.due = due
+        self.overdue_fired = False
         self.soon_at = self._soon(cal, due_soon)
         return True
 
@@ -153,7 +156,7 @@ class Clock:
         return [_span(self.allot), instant_to_json(self.due), instant_to_json(self.run_from),
                 _span(self.left), instant_to_json(self.soon_at), int(self.armed),
                 instant_to_json(self.paused_at), int(self.late_pause),
-                _span(self.waited_after_due)]
+                _span(self.waited_after_due), int(self.overdue_fired)]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> Clock:
@@ -161,7 +164,14 @@ class Clock:
         assert due is not None
         return cls(timedelta(seconds=data[0]), due, instant_from_json(data[2]),
                    timedelta(seconds=data[3]), instant_from_json(data[4]), bool(data[5]),
-                   instant_from_json(data[6]), bool(data[7]), timedelta(seconds=data[8]))
+                   instant_from_json(data[6]), bool(data[7]), timedelta(seconds=data[8]),
+                   bool(data[9]))
+
+
+def _due(cal: WorkingCalendar, start: datetime, amount: timedelta) -> datetime:
+    """Rule 3: ``amount`` of working time after ``start``; a zero amount is due at the clock
+    start, which is the next opening for a start outside working time or at a window's end."""
+    return cal.add_working_time(start, amount) if amount else cal.next_opening(start)
 
 
 def _span(d: timedelta) -> int | float:

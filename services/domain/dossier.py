@@ -475,7 +475,7 @@ def _clock_start(cal: WorkingCalendar, at: datetime, cutoff: time | None) -> dat
         local = at.astimezone(cal.tz)
         if local.time() >= cutoff:
             return cal.first_opening_after(local.date())
-    return cal.next_opening(at)
+    return at  # rule 3 (the next opening) is applied when the clock counts
 
 
 def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
@@ -498,8 +498,7 @@ def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
         current.judged_at = current.clock.judged_end(event.at)
         move = follow(state.route, state.position, to)
         state.position = move.position
-        start = cal.next_opening(event.at)
-        clock = Clock.start(cal, start, move.allot, catalogue.due_soon,
+        clock = Clock.start(cal, event.at, move.allot, catalogue.due_soon,
                             paused_at=event.at if state.paused else None)
         state.steps.append(Step(to, event.at, clock, move.position, not move.expected))
         if with_deliveries:
@@ -607,7 +606,8 @@ def _pending(state: DossierState, until: datetime, strict: bool) -> list[Alert]:
             out.append(time_alert("due_soon", scope, code, agency, clock.due, soon,
                                   procedure, idx))
         due = clock.due
-        if (clock.run_from is not None and (due < until or (not strict and due == until))
+        if (not clock.overdue_fired and clock.run_from is not None
+                and (due < until or (not strict and due == until))
                 and _key(scope, "overdue", due) not in fired):
             out.append(time_alert("overdue", scope, code, agency, due, due, procedure, idx))
     for apology in state.apologies:
@@ -651,11 +651,16 @@ def mark_fired(state: DossierState, alerts: list[Alert]) -> None:
         if alert.kind not in ("due_soon", "overdue") or alert.due_at is None:
             continue
         state.fired.add(_key(alert.scope, alert.kind, alert.due_at))
+        if alert.scope == "dossier":
+            clock = state.clock
+        elif alert.step is not None and alert.step < len(state.steps):
+            clock = state.steps[alert.step].clock
+        else:
+            continue
         if alert.kind == "due_soon":
-            if alert.scope == "dossier":
-                state.clock.armed = False
-            elif alert.step is not None and alert.step < len(state.steps):
-                state.steps[alert.step].clock.armed = False
+            clock.armed = False
+        elif alert.due_at == clock.due:
+            clock.overdue_fired = True
 
 
 def next_alarm(state: DossierState, catalogue: Catalogue | None = None) -> datetime | None:
@@ -672,7 +677,8 @@ def next_alarm(state: DossierState, catalogue: Catalogue | None = None) -> datet
         if clock.soon_at is not None and clock.armed and (
                 _key(scope, "due_soon", clock.due) not in fired):
             best = clock.soon_at if best is None else min(best, clock.soon_at)
-        if clock.run_from is not None and _key(scope, "overdue", clock.due) not in fired:
+        if (not clock.overdue_fired and clock.run_from is not None
+                and _key(scope, "overdue", clock.due) not in fired):
             best = clock.due if best is None else min(best, clock.due)
     for apology in state.apologies:
         if _key("dossier", "overdue", apology.new_due_at) not in fired:

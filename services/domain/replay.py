@@ -58,13 +58,14 @@ class Replay:
         alerts, rejected = self.alerts, self.rejected
         latest = self.latest
         loads = json.loads
+        tz = catalogue.calendar.tz
         count = 0
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             count += 1
             try:
-                event = parse_event(loads(line))
+                event = parse_event(loads(line), tz)
             except InvalidEvent as exc:
                 rejected.append(RejectedLine(number, "invalid_event", str(exc)))
                 continue
