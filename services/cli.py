@@ -36,6 +36,10 @@ register("dashboard", "lienthong.services.ops.cli",
          "serve the operations dashboard; manage its operators (dashboard users add NAME)")
 register("deadletter", "lienthong.connectors.delivery.deadletter_cli",
          "list parked messages or re-send them (deadletter list|resend)")
+register("doubles", "lienthong.connectors.doubles.cli",
+         "serve test doubles of agency systems, VNPost and DVCQG on one port")
+register("simulate", "lienthong.connectors.simulator.cli",
+         "play the province's agency systems through the gateway (or write JSONL)")
 
 
 def _version() -> str:

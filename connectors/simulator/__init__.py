@@ -1,0 +1,1 @@
+"""The province simulator: lifelike traffic of the sample province's agency systems."""
