@@ -85,6 +85,8 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
     if not bootstrap:
         raise ValueError("no Kafka: set KAFKA_BOOTSTRAP_SERVERS or start 'lienthong broker'")
     names = topics.names(settings)
+    datadir = settings.data_dir / "worker"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=_brokers(bootstrap),
@@ -106,7 +108,7 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
         web_bind=settings.host,
         web_port=settings.worker_port,
         web_in_thread=False,
-        datadir=str(settings.data_dir / "worker" / settings.app_id),
+        datadir=str(datadir / settings.app_id),
         stream_wait_empty=False,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
@@ -121,13 +123,15 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
     table = app.Table(
         "dossiers",
         key_type=bytes,
-        key_serializer="raw",
-        value_serializer=DossierStateCodec(catalogue.calendar.tz),
         partitions=settings.partitions,
         # Changelog partition = the dossier's partition in dossier.events (same murmur2 of the
         # same key bytes), and the sweeper may write outside a stream.
         use_partitioner=True,
     )
+    # faust derives serializers from model types only; the store and changelog topic are made
+    # lazily, so setting them here is in time.
+    table.key_serializer = "raw"
+    table.value_serializer = DossierStateCodec(catalogue.calendar.tz)
     tracker = Tracker(catalogue=catalogue, clock=clock, states=table,  # type: ignore[arg-type]
                       outputs=_FaustOutputs(by_kind), partitions=settings.partitions)
 
