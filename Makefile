@@ -22,7 +22,7 @@ broker-jars: $(STAMP)
 up: install broker-jars
 	$(BIN)/lienthong up
 
-test: install
+test: install broker-jars
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
