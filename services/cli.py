@@ -40,6 +40,10 @@ register("doubles", "lienthong.connectors.doubles.cli",
          "serve test doubles of agency systems, VNPost and DVCQG on one port")
 register("simulate", "lienthong.connectors.simulator.cli",
          "play the province's agency systems through the gateway (or write JSONL)")
+register("postal", "lienthong.connectors.postal.cli",
+         "receive VNPost tracking webhooks into dossier.events (POST /v1/postal/vnpost)")
+register("portal", "lienthong.connectors.national_portal.cli",
+         "reconcile dossier statuses with the national portal (DVCQG); raise portal_drift")
 
 
 def _version() -> str:
