@@ -6,7 +6,7 @@ request, a financial obligation or an apology, ended by result_ready and returne
 lines in memory, then times ``Replay`` over them: JSON decoding, event parsing and validation,
 the state machine and deadlines, the final alert sweep and the report.
 
-    .venv/bin/python bench/bench_replay.py [--events 400000] [--seed 7]
+    .venv/bin/python bench/bench_replay.py [--events 120000] [--seed 7]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def generate(n_events: int, seed: int) -> list[bytes]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--events", type=int, default=120_000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     lines = generate(args.events, args.seed)

@@ -40,8 +40,10 @@ def instant_key(t: datetime) -> str:
     return str(seconds)
 
 
-def time_alert_id(dossier: str, scope: str, kind: str, due: datetime) -> str:
-    return uuid5_text(f"{dossier}|{scope}|{kind}|{instant_key(due)}")
+def time_alert_id(dossier: str, scope: str, kind: str, due: datetime,
+                  due_key: str | None = None) -> str:
+    """``due_key``: ``instant_key(due)`` if the caller has it already."""
+    return uuid5_text(f"{dossier}|{scope}|{kind}|{due_key or instant_key(due)}")
 
 
 def event_alert_id(dossier: str, kind: str, event_id: str) -> str:
@@ -86,9 +88,9 @@ class Alert:
 
 def time_alert(kind: str, scope: str, dossier: str, agency: str, due: datetime,
                at: datetime, procedure: str, step: int | None,
-               id_due: datetime | None = None) -> Alert:
-    """A due_soon/overdue alert; ``id_due`` is the due instant its id names (default ``due``)."""
-    return Alert(time_alert_id(dossier, scope, kind, id_due or due), kind, scope, dossier,
+               due_key: str | None = None) -> Alert:
+    """A due_soon/overdue alert about the due instant ``due``, firing at ``at``."""
+    return Alert(time_alert_id(dossier, scope, kind, due, due_key), kind, scope, dossier,
                  agency, due, at, procedure, step)
 
 

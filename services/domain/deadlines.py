@@ -6,8 +6,9 @@ with the remaining working time, or restart from zero. While it runs, ``due`` is
 ``add_working_time(run_from, left)``; while it is paused, ``due`` is the due in force when the
 pause began and ``left`` is the working time that remained then.
 
-The instant the ``due_soon`` alert fires is computed once per segment (``soon_at``), so the
-alert sweep is a comparison of instants and needs no calendar.
+The instant the ``due_soon`` alert fires (``soon_at``) is computed at most once per segment,
+and only when an alert sweep could reach it: until then a wall-clock floor decides that it
+cannot have fired yet, so most events pay for one calendar addition (the due), not two.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ class Clock:
     due: datetime  # the due in force
     run_from: datetime | None  # start of the running segment (rule 3 applies); None: paused
     left: timedelta  # working time left at run_from (running) or when the pause began (paused)
-    soon_at: datetime | None = None  # when due_soon fires in this segment, if it will
+    soon_at: datetime | None = None  # when due_soon fires in this segment (computed lazily)
     armed: bool = True  # due_soon not yet fired since the clock (re)started
     paused_at: datetime | None = None  # when the pause began (an ended item is judged there)
     late_pause: bool = False  # the pause began after the due: the due stays, no new alerts
     waited_after_due: timedelta = ZERO  # paused working time after the due (not an overrun)
     overdue_fired: bool = False  # the overdue alert of the current due has fired
+    soon_left: timedelta | None = None  # working time from run_from to due_soon; None: none
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -56,17 +58,36 @@ class Clock:
         if paused_at is not None:
             return cls(allot, due, None, allot, None, True, paused_at)
         clock = cls(allot, due, clock_start, allot)
-        clock.soon_at = clock._soon(cal, due_soon)
+        clock._arm_soon(due_soon)
         return clock
 
-    def _soon(self, cal: WorkingCalendar, due_soon: timedelta) -> datetime | None:
+    def _arm_soon(self, due_soon: timedelta) -> None:
         # Fires where the remaining time equals the threshold, if the clock runs there: a
         # segment that starts already below its threshold fires none; a zero allotment none.
-        assert self.run_from is not None
+        # The instant is computed when first needed (soon_instant): often never.
+        self.soon_at = None
         threshold = due_soon_threshold(self.allot, due_soon)
         if not self.armed or threshold <= ZERO or self.left < threshold:
+            self.soon_left = None
+        else:
+            self.soon_left = self.left - threshold
+
+    def soon_instant(self, cal: WorkingCalendar,
+                     until: datetime | None = None) -> datetime | None:
+        """The running segment's due_soon instant, if it has one still armed.
+
+        With ``until``, None also when the instant surely lies after ``until`` — decided
+        without the calendar, since working time never runs faster than the wall clock
+        (nor more than a day's length per 24 hours).
+        """
+        if self.soon_left is None or not self.armed or self.run_from is None:
             return None
-        return _due(cal, self.run_from, self.left - threshold)
+        if self.soon_at is None:
+            if until is not None and until < self.run_from + _wall_floor(
+                    self.soon_left, cal.day_length):
+                return None
+            self.soon_at = _due(cal, self.run_from, self.soon_left)
+        return self.soon_at
 
     def pause(self, cal: WorkingCalendar, at: datetime) -> None:
         """The pause begins at ``at`` (no effect if already paused)."""
@@ -79,6 +100,7 @@ class Clock:
             self.left = cal.working_time_between(max(at, self.run_from), self.due)
         self.run_from = None
         self.soon_at = None
+        self.soon_left = None
         self.paused_at = at
 
     def resume(self, cal: WorkingCalendar, at: datetime, due_soon: timedelta) -> None:
@@ -94,7 +116,7 @@ class Clock:
         else:
             self.due = _due(cal, at, self.left)
             self.overdue_fired = False
-            self.soon_at = self._soon(cal, due_soon)
+            self._arm_soon(due_soon)
         self.paused_at = None
 
     def restart(self, cal: WorkingCalendar, at: datetime, due_soon: timedelta) -> None:
@@ -107,7 +129,7 @@ class Clock:
         self.late_pause = False
         self.paused_at = None
         self.waited_after_due = ZERO
-        self.soon_at = self._soon(cal, due_soon)
+        self._arm_soon(due_soon)
 
     def recompute(self, cal: WorkingCalendar, at: datetime, due_soon: timedelta) -> bool:
         """The calendar changed at ``at``: move a running, not yet passed due. True if moved."""
@@ -118,7 +140,7 @@ class Clock:
             return False
         self.due = due
         self.overdue_fired = False
-        self.soon_at = self._soon(cal, due_soon)
+        self._arm_soon(due_soon)
         return True
 
     # -- judgement ----------------------------------------------------------------------------
@@ -156,7 +178,8 @@ class Clock:
         return [_span(self.allot), instant_to_json(self.due), instant_to_json(self.run_from),
                 _span(self.left), instant_to_json(self.soon_at), int(self.armed),
                 instant_to_json(self.paused_at), int(self.late_pause),
-                _span(self.waited_after_due), int(self.overdue_fired)]
+                _span(self.waited_after_due), int(self.overdue_fired),
+                None if self.soon_left is None else _span(self.soon_left)]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> Clock:
@@ -165,13 +188,23 @@ class Clock:
         return cls(timedelta(seconds=data[0]), due, instant_from_json(data[2]),
                    timedelta(seconds=data[3]), instant_from_json(data[4]), bool(data[5]),
                    instant_from_json(data[6]), bool(data[7]), timedelta(seconds=data[8]),
-                   bool(data[9]))
+                   bool(data[9]), None if data[10] is None else timedelta(seconds=data[10]))
 
 
 def _due(cal: WorkingCalendar, start: datetime, amount: timedelta) -> datetime:
     """Rule 3: ``amount`` of working time after ``start``; a zero amount is due at the clock
     start, which is the next opening for a start outside working time or at a window's end."""
     return cal.add_working_time(start, amount) if amount else cal.next_opening(start)
+
+
+_DAY = timedelta(days=1)
+_MARGIN = timedelta(hours=2)  # a daylight-saving shift cannot break the floor
+
+
+def _wall_floor(working: timedelta, day_length: timedelta) -> timedelta:
+    """The least wall-clock time in which ``working`` of working time can pass: at least
+    itself, and at most one day's length per 24 hours."""
+    return max(working, (working / day_length - 1) * _DAY - _MARGIN)
 
 
 def _span(d: timedelta) -> int | float:

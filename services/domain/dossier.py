@@ -335,7 +335,7 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
         return problem
 
     cal = catalogue.calendar
-    alerts = [] if state.ended else _fire(state, event.at, strict=True)
+    alerts = [] if state.ended else _fire(state, cal, event.at, strict=True)
     deliveries: list[Delivery] = []
     note: str | None = None
     etype = event.type
@@ -585,39 +585,49 @@ def _portal_status(state: DossierState, etype: str, after_end: bool) -> int:
 
 # -- time alerts ------------------------------------------------------------------------------
 
-def _key(scope: str, kind: str, due: datetime) -> str:
-    return f"{scope[0]}{kind[0]}{instant_key(due)}"
+def _key(scope: str, kind: str, due: datetime, due_key: str | None = None) -> str:
+    """The fired-set entry of a time alert: scope, kind and due instant, compactly."""
+    return f"{scope[0]}{kind[0]}{due_key or instant_key(due)}"
 
 
-def _pending(state: DossierState, until: datetime, strict: bool) -> list[Alert]:
-    """Time alerts firing before ``until`` (or at it, unless ``strict``) not yet fired."""
+def _pending(state: DossierState, cal: WorkingCalendar, until: datetime,
+             strict: bool) -> list[tuple[Alert, str]]:
+    """Time alerts firing before ``until`` (or at it, unless ``strict``) not yet fired, each
+    with its fired-set entry."""
     if state.end_type is not None or state.open_requests:
         return []  # no time alert after the end or while the clocks are paused
-    out: list[Alert] = []
+    out: list[tuple[Alert, str]] = []
     fired = state.fired
     code, procedure = state.code, state.procedure
     index = len(state.steps) - 1
     step = state.steps[index]
     for scope, clock, agency, idx in (("dossier", state.clock, state.holder, None),
                                       ("step", step.clock, step.agency, index)):
-        soon = clock.soon_at
-        if (soon is not None and clock.armed and (soon < until or (not strict and soon == until))
-                and _key(scope, "due_soon", clock.due) not in fired):
-            out.append(time_alert("due_soon", scope, code, agency, clock.due, soon,
-                                  procedure, idx))
         due = clock.due
+        due_key: str | None = None
+        soon = clock.soon_instant(cal, until)
+        if soon is not None and (soon < until or (not strict and soon == until)):
+            due_key = instant_key(due)
+            key = _key(scope, "due_soon", due, due_key)
+            if key not in fired:
+                out.append((time_alert("due_soon", scope, code, agency, due, soon, procedure,
+                                       idx, due_key), key))
         if (not clock.overdue_fired and clock.run_from is not None
-                and (due < until or (not strict and due == until))
-                and _key(scope, "overdue", due) not in fired):
-            out.append(time_alert("overdue", scope, code, agency, due, due, procedure, idx))
+                and (due < until or (not strict and due == until))):
+            due_key = due_key or instant_key(due)
+            key = _key(scope, "overdue", due, due_key)
+            if key not in fired:
+                out.append((time_alert("overdue", scope, code, agency, due, due, procedure,
+                                       idx, due_key), key))
     for apology in state.apologies:
         at = _apology_fires_at(state, apology)
-        if (at < until or (not strict and at == until)) and (
-                _key("dossier", "overdue", apology.new_due_at) not in fired):
-            out.append(time_alert("overdue", "dossier", code, state.holder, apology.new_due_at,
-                                  at, procedure, None))
+        if at < until or (not strict and at == until):
+            key = _key("dossier", "overdue", apology.new_due_at)
+            if key not in fired:
+                out.append((time_alert("overdue", "dossier", code, state.holder,
+                                       apology.new_due_at, at, procedure, None), key))
     if len(out) > 1:
-        out.sort(key=lambda a: a.at)
+        out.sort(key=lambda pair: pair[0].at)
     return out
 
 
@@ -629,11 +639,12 @@ def _apology_fires_at(state: DossierState, apology: Apology) -> datetime:
     return apology.new_due_at
 
 
-def _fire(state: DossierState, until: datetime, strict: bool) -> list[Alert]:
-    alerts = _pending(state, until, strict)
-    if alerts:
-        mark_fired(state, alerts)
-    return alerts
+def _fire(state: DossierState, cal: WorkingCalendar, until: datetime,
+          strict: bool) -> list[Alert]:
+    pending = _pending(state, cal, until, strict)
+    for alert, key in pending:
+        _record(state, alert, key)
+    return [alert for alert, _ in pending]
 
 
 def time_alerts(state: DossierState, catalogue: Catalogue, until: datetime) -> list[Alert]:
@@ -642,28 +653,31 @@ def time_alerts(state: DossierState, catalogue: Catalogue, until: datetime) -> l
     Pure: record them with ``mark_fired`` once sent. Dossier alerts name the current holder,
     which is the holder at their instant as long as every event before ``until`` is applied.
     """
-    return _pending(state, until, strict=False)
+    return [alert for alert, _ in _pending(state, catalogue.calendar, until, strict=False)]
 
 
 def mark_fired(state: DossierState, alerts: list[Alert]) -> None:
     """Record time alerts as raised, so they are never raised again for this dossier."""
     for alert in alerts:
-        if alert.kind not in ("due_soon", "overdue") or alert.due_at is None:
-            continue
-        state.fired.add(_key(alert.scope, alert.kind, alert.due_at))
-        if alert.scope == "dossier":
-            clock = state.clock
-        elif alert.step is not None and alert.step < len(state.steps):
-            clock = state.steps[alert.step].clock
-        else:
-            continue
-        if alert.kind == "due_soon":
-            clock.armed = False
-        elif alert.due_at == clock.due:
-            clock.overdue_fired = True
+        if alert.kind in ("due_soon", "overdue") and alert.due_at is not None:
+            _record(state, alert, _key(alert.scope, alert.kind, alert.due_at))
 
 
-def next_alarm(state: DossierState, catalogue: Catalogue | None = None) -> datetime | None:
+def _record(state: DossierState, alert: Alert, key: str) -> None:
+    state.fired.add(key)
+    if alert.scope == "dossier":
+        clock = state.clock
+    elif alert.step is not None and alert.step < len(state.steps):
+        clock = state.steps[alert.step].clock
+    else:
+        return
+    if alert.kind == "due_soon":
+        clock.armed = False
+    elif alert.due_at == clock.due:
+        clock.overdue_fired = True
+
+
+def next_alarm(state: DossierState, catalogue: Catalogue) -> datetime | None:
     """The earliest instant a time alert of this dossier may fire (None: none can now).
 
     It may lie in the past when an alert is due but not yet recorded as fired.
@@ -674,9 +688,9 @@ def next_alarm(state: DossierState, catalogue: Catalogue | None = None) -> datet
     best: datetime | None = None
     step = state.steps[-1]
     for scope, clock in (("dossier", state.clock), ("step", step.clock)):
-        if clock.soon_at is not None and clock.armed and (
-                _key(scope, "due_soon", clock.due) not in fired):
-            best = clock.soon_at if best is None else min(best, clock.soon_at)
+        soon = clock.soon_instant(catalogue.calendar)
+        if soon is not None and _key(scope, "due_soon", clock.due) not in fired:
+            best = soon if best is None else min(best, soon)
         if (not clock.overdue_fired and clock.run_from is not None
                 and _key(scope, "overdue", clock.due) not in fired):
             best = clock.due if best is None else min(best, clock.due)
@@ -698,8 +712,8 @@ def recompute(state: DossierState, catalogue: Catalogue, at: datetime) -> Applie
     """
     if state.end_type is not None:
         return Applied(state, [], [])
-    alerts = _fire(state, at, strict=True)
     cal = catalogue.calendar
+    alerts = _fire(state, cal, at, strict=True)
     changes: list[str] = []
     step = state.steps[-1]
     for label, clock in (("dossier", state.clock), (f"step {step.agency}", step.clock)):
