@@ -363,9 +363,9 @@ async def test_aiokafka_transactions_commit_abort_and_commit_consumed_offsets(
 _KP_DOOMED = """
 import sys, time
 from kafka import KafkaProducer
-bootstrap, topic, txn_id = sys.argv[1:4]
+bootstrap, topic, txn_id, timeout_ms = sys.argv[1:5]
 producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=txn_id,
-                         transaction_timeout_ms=30000)
+                         transaction_timeout_ms=int(timeout_ms))
 producer.init_transactions()
 producer.begin_transaction()
 for i in range(5):
@@ -378,10 +378,10 @@ time.sleep(120)
 _AIO_DOOMED = """
 import asyncio, sys
 from aiokafka import AIOKafkaProducer
-bootstrap, topic, txn_id = sys.argv[1:4]
+bootstrap, topic, txn_id, timeout_ms = sys.argv[1:5]
 async def main():
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=txn_id,
-                                transaction_timeout_ms=30000)
+                                transaction_timeout_ms=int(timeout_ms))
     await producer.start()
     await producer.begin_transaction()
     for i in range(5):
@@ -395,10 +395,12 @@ DOOMED = {f"doomed-{i}".encode() for i in range(5)}
 AFTER = {f"after-{i}".encode() for i in range(3)}
 
 
-def _send_then_sigkill(script: str, bootstrap: str, topic: str, txn_id: str) -> None:
+def _send_then_sigkill(script: str, bootstrap: str, topic: str, txn_id: str,
+                       transaction_timeout_ms: int = 30000) -> None:
     """Run a producer process that sends inside a transaction, then SIGKILL it before commit."""
     process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script), bootstrap, topic, txn_id],
+        [sys.executable, "-c", textwrap.dedent(script), bootstrap, topic, txn_id,
+         str(transaction_timeout_ms)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -469,6 +471,24 @@ async def test_aiokafka_fences_a_sigkilled_producer_whose_messages_stay_invisibl
     committed_kp = await asyncio.to_thread(read_kp, kafka_bootstrap, topic, "read_committed",
                                            has_all(AFTER))
     assert sorted(committed_kp) == sorted(AFTER)
+
+
+@pytest.mark.parametrize("killed", ["kafka-python", "aiokafka"])
+def test_a_sigkilled_producers_transaction_is_aborted_by_its_timeout_without_a_successor(
+    kafka_bootstrap: str, new_topic: Callable[..., str], killed: str
+) -> None:
+    topic = new_topic()
+    _send_then_sigkill(_KP_DOOMED if killed == "kafka-python" else _AIO_DOOMED,
+                       kafka_bootstrap, topic, _unique("orphan"), transaction_timeout_ms=2000)
+    plain = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for value in sorted(AFTER):
+        plain.send(topic, value)
+    plain.close()
+    started = time.monotonic()
+    # The open transaction holds back read_committed readers until the broker aborts it.
+    committed = read_kp(kafka_bootstrap, topic, "read_committed", has_all(AFTER), timeout=20)
+    assert sorted(committed) == sorted(AFTER)
+    assert time.monotonic() - started < 15
 
 
 def test_kafka_python_live_zombie_cannot_commit_after_a_successor_starts(
