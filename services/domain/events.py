@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Literal
@@ -125,8 +125,9 @@ class Event:
     status: str | None = None
 
 
-# Identifier shapes repeat across events (a province has a few hundred agencies); remember the
-# good ones so the hot path pays for each regex once. Bounded so hostile input cannot grow it.
+# Identifier shapes repeat across events (a province has a few hundred agencies, a dossier has
+# several events); remember the good ones so the hot path pays for each regex about once.
+# Bounded (emptied when full) so hostile input cannot grow them.
 _GOOD_AGENCIES: set[str] = set()
 _GOOD_PROCEDURES: set[str] = set()
 _GOOD_DOSSIERS: set[str] = set()  # recent ones: a dossier's events come close together
@@ -146,16 +147,23 @@ def _instant(data: Mapping[str, Any], name: str) -> datetime:
     return t
 
 
-def _agency(data: Mapping[str, Any], name: str) -> str:
+def _code(data: Mapping[str, Any], name: str, good: set[str],
+          problem_of: Callable[[object], str | None]) -> str:
+    """An identifier checked by ``problem_of``, remembered in ``good`` once found good."""
     value = data[name]
-    if value in _GOOD_AGENCIES:
+    if value in good:
         return value  # type: ignore[no-any-return]
-    problem = agency_code_problem(value)
+    problem = problem_of(value)
     if problem:
         raise InvalidEvent(name, problem)
-    if len(_GOOD_AGENCIES) < _CACHE_LIMIT:
-        _GOOD_AGENCIES.add(value)
+    if len(good) >= _CACHE_LIMIT:
+        good.clear()
+    good.add(value)
     return value  # type: ignore[no-any-return]
+
+
+def _agency(data: Mapping[str, Any], name: str) -> str:
+    return _code(data, name, _GOOD_AGENCIES, agency_code_problem)
 
 
 def _text(data: Mapping[str, Any], name: str, *, required: bool = True) -> str:
@@ -226,14 +234,7 @@ def parse_event(data: Mapping[str, Any], tz: tzinfo | None = None) -> Event:
     event_id = data["event_id"]
     if not isinstance(event_id, str) or not _UUID.match(event_id):
         raise InvalidEvent("event_id", "must be a UUID like 5b1e7c1e-0d4e-4c9a-9d3e-2f1a0b9c8d7e")
-    dossier = data["dossier"]
-    if dossier not in _GOOD_DOSSIERS:
-        problem = dossier_code_problem(dossier)
-        if problem:
-            raise InvalidEvent("dossier", problem)
-        if len(_GOOD_DOSSIERS) >= _CACHE_LIMIT:
-            _GOOD_DOSSIERS.clear()
-        _GOOD_DOSSIERS.add(dossier)
+    dossier = _code(data, "dossier", _GOOD_DOSSIERS, dossier_code_problem)
     at = _instant(data, "at")
     if tz is not None:
         at = at.astimezone(tz)
@@ -251,15 +252,7 @@ def parse_event(data: Mapping[str, Any], tz: tzinfo | None = None) -> Event:
 
 
 def _procedure(data: Mapping[str, Any], name: str, _t: str) -> str:
-    value = data[name]
-    if value in _GOOD_PROCEDURES:
-        return value  # type: ignore[no-any-return]
-    problem = procedure_code_problem(value)
-    if problem:
-        raise InvalidEvent(name, problem)
-    if len(_GOOD_PROCEDURES) < _CACHE_LIMIT:
-        _GOOD_PROCEDURES.add(value)
-    return value  # type: ignore[no-any-return]
+    return _code(data, name, _GOOD_PROCEDURES, procedure_code_problem)
 
 
 def _channel(data: Mapping[str, Any], name: str, etype: str) -> str:
