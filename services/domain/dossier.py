@@ -10,10 +10,12 @@ holder at their instant; an event at exactly an alert's instant counts as done b
 
 ``time_alerts(state, catalogue, until)`` gives the due_soon/overdue alerts firing at or before
 ``until`` that were not yet recorded; ``mark_fired(state, alerts)`` records them (the tracker
-calls it after sending). ``next_alarm(state)`` is the next instant one may fire.
+calls it after sending). ``next_alarm(state, catalogue)`` is the next instant one may fire
+(for the deadline index). Both may fill the state's cache of due_soon instants, nothing else.
 ``recompute(state, catalogue, at)`` moves open deadlines after a calendar change (a day off
 announced late) and writes the change into the dossier's timeline. ``report(state, catalogue,
-now)`` is the dossier's row of the ``replay`` report.
+now)`` is the dossier's row of the ``replay`` report. ``DossierState.to_dict()`` and
+``DossierState.from_dict(data, tz)`` store a dossier as plain JSON values (a Kafka table).
 
 Rejection reasons: ``unknown_dossier``, ``duplicate_dossier``, ``out_of_order``,
 ``future_event``, ``not_holder`` (rule 11) and ``unknown_agency`` (sender of a ``received`` or
@@ -78,6 +80,13 @@ Where the rules leave room, the engine decides as follows.
 17. *Calendar changes* (``recompute``) move only running deadlines not yet passed at the
    change; a passed due stays (its alert has fired); a paused item's remaining time is applied
    with the new calendar when it resumes.
+18. *Receipt.* The receiving agency must be in the catalogue; the procedure version is the one
+   in force on the receipt's local date, and the dossier keeps its route and allotments. The
+   agency prefix of the dossier code is not checked against the receiving agency.
+19. *Event ids* are compared case-insensitively (stored lower-case); an event's fields of
+   other types must be null or absent, unknown fields are refused (``events.py``).
+20. *Timeline.* Applied events, and deadline recomputations, are kept in the dossier's
+   timeline; rejected events are not (they go to the dead-letter topic with their reason).
 """
 
 from __future__ import annotations
