@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install broker-jars lint bench chaos clean
+.PHONY: up test install broker-jars browser-deps lint bench chaos clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 broker-jars: $(STAMP)
 	$(BIN)/lienthong broker --fetch-only
+
+# Debian's Chromium and its WebDriver for tests/browser (root; Selenium never downloads one).
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
 
 up: install broker-jars
 	$(BIN)/lienthong up

@@ -186,6 +186,17 @@ _WORDS: dict[str, tuple[str, str]] = {
     "alert.portal_drift": ("Lệch trạng thái Cổng DVCQG", "Portal drift"),
 }
 
+EVENT_TYPES: dict[str, tuple[str, str]] = {
+    "received": ("Tiếp nhận hồ sơ", "Received"), "handoff": ("Chuyển hồ sơ", "Hand-off"),
+    "supplement_requested": ("Yêu cầu bổ sung", "Supplement requested"),
+    "supplement_received": ("Nhận hồ sơ bổ sung", "Supplement received"),
+    "obligation_requested": ("Thông báo nghĩa vụ tài chính", "Obligation requested"),
+    "obligation_paid": ("Hoàn thành nghĩa vụ tài chính", "Obligation paid"),
+    "apology_issued": ("Xin lỗi và hẹn lại", "Apology issued"),
+    "result_ready": ("Có kết quả", "Result ready"), "returned": ("Trả kết quả", "Returned"),
+    "withdrawn": ("Rút hồ sơ", "Withdrawn"), "stopped": ("Dừng xử lý", "Stopped"),
+}
+
 PORTAL_STATUS: dict[int, tuple[str, str]] = {
     1: ("Mới", "New"), 2: ("Đã tiếp nhận", "Received"), 3: ("Không tiếp nhận", "Not received"),
     4: ("Đang xử lý", "Processing"), 5: ("Yêu cầu bổ sung", "Supplement requested"),
@@ -201,6 +212,11 @@ def t(key: str, lang: str) -> str:
     if pair is None:
         return key
     return pair[0] if lang == "vi" else pair[1]
+
+
+def event_label(kind: str, lang: str) -> str:
+    pair = EVENT_TYPES.get(kind)
+    return kind if pair is None else (pair[0] if lang == "vi" else pair[1])
 
 
 def portal_label(code: int | None, lang: str) -> str:

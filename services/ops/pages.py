@@ -26,6 +26,7 @@ from lienthong.services.ops.board import (
 )
 from lienthong.services.ops.html import Child, Markup, el, esc, join
 from lienthong.services.ops.i18n import (
+    event_label,
     format_duration,
     format_instant,
     format_number,
@@ -297,13 +298,14 @@ def rate_chart(v: View, series: Sequence[DailyRate], width: int = 720,
         lines.append(segment)
     labels = []
     step = max(1, len(series) // 8)
+    last = len(series) - 1
     for i, r in enumerate(series):
-        if i % step == 0 or i == len(series) - 1:
+        if (i % step == 0 and (last - i >= step / 2 or i == last)) or i == last:
             labels.append(el("text", {"x": f"{x(i):.1f}", "y": height - 6,
                                       "text-anchor": "middle", "class": "axis"},
                              f"{r.day:%d/%m}"))
     return el("svg", {"class": "chart", "viewBox": f"0 0 {width} {height}", "role": "img",
-                      "aria-label": v.t("daily_rate"), "preserveAspectRatio": "none"},
+                      "aria-label": v.t("daily_rate")},
               grid, [el("polyline", {"points": " ".join(seg), "class": "rate-line",
                                      "fill": "none"}) for seg in lines],
               points, labels)
@@ -423,7 +425,8 @@ def slip_main(v: View, slip: Slip) -> Markup:
     if d.timeline:
         sections += [el("h2", {}, v.t("timeline")), _table(
             [v.t("at"), v.t("event"), v.t("agency"), v.t("receiver"), v.t("detail")],
-            [el("tr", {}, el("td", {"class": "num"}, v.when(e.at)), el("td", {}, e.type),
+            [el("tr", {}, el("td", {"class": "num"}, v.when(e.at)),
+                el("td", {}, event_label(e.type, v.lang)),
                 el("td", {}, v.agency(e.agency)), el("td", {}, v.agency(e.to_agency)),
                 el("td", {}, e.detail)) for e in d.timeline])]
     return join(*sections)

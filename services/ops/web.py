@@ -134,6 +134,7 @@ class Dashboard:
     hub: LiveHub
     cookie_secure: bool = False
     wake_ticker: asyncio.Event | None = None
+    board_cache: dict[tuple[object, ...], list[BoardRow]] = field(default_factory=dict)
 
     def notify(self, change: Change | None) -> None:
         """Call after each record applied to the board (from the event loop's thread)."""
@@ -272,9 +273,22 @@ def _board_filters(request: web.Request) -> BoardFilters:
 
 
 def _board_rows(request: web.Request, filters: BoardFilters) -> list[BoardRow]:
+    """The board for these filters, shared by every browser asking between two changes (a wall
+    screen and ten laptops cost one computation); lateness shown to the minute stays fresh
+    because the key also turns over every 15 s."""
     dash = request.app[DASHBOARD]
-    return dash.board.overdue_board(dash.clock(), scope=_scope(request), level=filters.level,
-                                    agency=filters.agency, procedure=filters.procedure)
+    now = dash.clock()
+    scope = _scope(request)
+    key = (dash.board.version, dash.hub.version, int(now.timestamp() // 15), filters,
+           scope)
+    rows = dash.board_cache.get(key)
+    if rows is None:
+        rows = dash.board.overdue_board(now, scope=scope, level=filters.level,
+                                        agency=filters.agency, procedure=filters.procedure)
+        if len(dash.board_cache) >= 64:
+            dash.board_cache.clear()
+        dash.board_cache[key] = rows
+    return rows
 
 
 def _audit_personal(request: web.Request, what: str, dossiers: list[str]) -> None:
