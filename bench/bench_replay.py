@@ -19,6 +19,8 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import orjson
+
 from lienthong.services.domain.catalogue import Procedure, load_catalogue
 from lienthong.services.domain.replay import Replay
 
@@ -101,7 +103,7 @@ def main() -> None:
     when = run.finish()
     applied = time.process_time()
     report = run.report(when)
-    json.dumps(report, ensure_ascii=False)
+    orjson.dumps(report)
     done = time.process_time()
     n = len(lines)
     print(f"events: {n}, dossiers: {len(run.states)}, alerts: {len(run.alerts)}, "

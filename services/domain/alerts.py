@@ -40,10 +40,8 @@ def instant_key(t: datetime) -> str:
     return str(seconds)
 
 
-def time_alert_id(dossier: str, scope: str, kind: str, due: datetime,
-                  due_key: str | None = None) -> str:
-    """``due_key``: ``instant_key(due)`` if the caller has it already."""
-    return uuid5_text(f"{dossier}|{scope}|{kind}|{due_key or instant_key(due)}")
+def time_alert_id(dossier: str, scope: str, kind: str, due: datetime) -> str:
+    return uuid5_text(f"{dossier}|{scope}|{kind}|{instant_key(due)}")
 
 
 def event_alert_id(dossier: str, kind: str, event_id: str) -> str:
@@ -62,10 +60,11 @@ class Alert:
     ``agency``: for step alerts the step's agency; for dossier time alerts the agency holding
     the dossier at the firing instant; see the Alerts section for the others. ``due_at`` is the
     due in force when it fired (None for the event alerts that have none). ``at`` is the firing
-    instant (a time alert) or the triggering event's instant.
+    instant (a time alert) or the triggering event's instant. ``alert_id`` is derived from
+    ``id_name`` when asked for (``replay`` never needs it).
     """
 
-    alert_id: str
+    id_name: str  # what the deterministic id is made of, e.g. "dossier|step|overdue|1767686400"
     kind: str
     scope: str
     dossier: str
@@ -75,6 +74,10 @@ class Alert:
     procedure: str | None = None
     step: int | None = None  # index of the step in the dossier's steps (scope step)
     event_id: str | None = None  # the triggering event (event alerts)
+
+    @property
+    def alert_id(self) -> str:
+        return uuid5_text(self.id_name)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,11 +93,11 @@ def time_alert(kind: str, scope: str, dossier: str, agency: str, due: datetime,
                at: datetime, procedure: str, step: int | None,
                due_key: str | None = None) -> Alert:
     """A due_soon/overdue alert about the due instant ``due``, firing at ``at``."""
-    return Alert(time_alert_id(dossier, scope, kind, due, due_key), kind, scope, dossier,
-                 agency, due, at, procedure, step)
+    name = f"{dossier}|{scope}|{kind}|{due_key or instant_key(due)}"
+    return Alert(name, kind, scope, dossier, agency, due, at, procedure, step)
 
 
 def event_alert(kind: str, dossier: str, agency: str, event_id: str, at: datetime,
                 procedure: str, due_at: datetime | None = None) -> Alert:
-    return Alert(event_alert_id(dossier, kind, event_id), kind, "dossier", dossier, agency,
+    return Alert(f"{dossier}|{kind}|{event_id}", kind, "dossier", dossier, agency,
                  due_at, at, procedure, None, event_id)

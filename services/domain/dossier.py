@@ -737,18 +737,22 @@ def recompute(state: DossierState, catalogue: Catalogue, at: datetime) -> Applie
 # -- outcomes and the report ------------------------------------------------------------------
 
 def _fmt(t: datetime, tz: tzinfo) -> str:
-    return t.astimezone(tz).replace(microsecond=0).isoformat()
+    """YYYY-MM-DDTHH:MM:SS+07:00: local, whole seconds."""
+    if t.tzinfo is not tz:
+        t = t.astimezone(tz)
+    return t.isoformat("T", "seconds")
 
 
 def dossier_outcome(state: DossierState, catalogue: Catalogue, now: datetime) -> Outcome:
     return state.clock.outcome(catalogue.calendar, state.judged_at, now)
 
 
-def late_agencies(state: DossierState, catalogue: Catalogue, now: datetime) -> list[str]:
+def late_agencies(state: DossierState, catalogue: Catalogue, now: datetime,
+                  outcome: Outcome | None = None) -> list[str]:
     """Rule 10: agencies with overrun, largest first (ties: first held first); else the
     holder at the due instant. Empty unless the dossier is late or overdue."""
     cal = catalogue.calendar
-    if dossier_outcome(state, catalogue, now) not in ("late", "overdue"):
+    if (outcome or dossier_outcome(state, catalogue, now)) not in ("late", "overdue"):
         return []
     totals: dict[str, timedelta] = {}
     for step in state.steps:
@@ -781,11 +785,12 @@ def report(state: DossierState, catalogue: Catalogue, now: datetime) -> dict[str
         "ended_at": None if s.ended_at is None else _fmt(s.ended_at, tz),
         "outcome": s.clock.outcome(cal, s.judged_at, now),
     } for s in state.steps]
+    outcome = dossier_outcome(state, catalogue, now)
     return {
         "dossier": state.code, "procedure": state.procedure,
         "received_at": _fmt(state.received_at, tz), "due_at": _fmt(state.clock.due, tz),
         "ended_at": None if state.ended_at is None else _fmt(state.ended_at, tz),
-        "outcome": dossier_outcome(state, catalogue, now),
-        "late_agencies": late_agencies(state, catalogue, now),
+        "outcome": outcome,
+        "late_agencies": late_agencies(state, catalogue, now, outcome),
         "steps": steps,
     }

@@ -14,11 +14,12 @@ instants as ``YYYY-MM-DDTHH:MM:SS+07:00`` (the province's offset), no fractions.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from .alerts import Alert
 from .catalogue import Catalogue
@@ -57,7 +58,7 @@ class Replay:
         states, catalogue = self.states, self.catalogue
         alerts, rejected = self.alerts, self.rejected
         latest = self.latest
-        loads = json.loads
+        loads = orjson.loads
         tz = catalogue.calendar.tz
         count = 0
         for number, line in enumerate(lines, 1):
@@ -69,7 +70,7 @@ class Replay:
             except InvalidEvent as exc:
                 rejected.append(RejectedLine(number, "invalid_event", str(exc)))
                 continue
-            except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
+            except ValueError as exc:  # orjson.JSONDecodeError (bad JSON or UTF-8)
                 rejected.append(RejectedLine(number, "invalid_json", str(exc)))
                 continue
             at = event.at

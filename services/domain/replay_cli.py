@@ -9,10 +9,11 @@ event).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from .catalogue import CatalogueError, load_catalogue
 from .replay import NowBeforeEvent, Replay
@@ -68,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "table":
         sys.stdout.write(table(result))
     else:
-        json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
     return 1 if replay.rejected else 0
 
 
