@@ -1,7 +1,9 @@
 """Prometheus metrics of the dashboard process (names in deploy/prometheus/METRICS.md).
 
 Open and overdue dossiers per agency are computed from the read model at scrape time, so the
-figures are as fresh as the last snapshot and the due instants that passed since.
+figures are as fresh as the last snapshot and the due instants that passed since. They carry a
+``dashboard_`` prefix: the workers export ``lienthong_overdue_dossiers`` for their own
+partitions, which the alert rules sum; the dashboard's whole-province copy is a cross-check.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ class _BoardCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = self.clock()
-        open_ = GaugeMetricFamily("lienthong_open_dossiers",
+        open_ = GaugeMetricFamily("lienthong_dashboard_open_dossiers",
                                   "Dossiers not ended, by holding agency and its level.",
                                   labels=["agency", "level"])
-        overdue = GaugeMetricFamily("lienthong_overdue_dossiers",
+        overdue = GaugeMetricFamily("lienthong_dashboard_overdue_dossiers",
                                     "Open dossiers past their due instant, by holding agency "
                                     "and its level.", labels=["agency", "level"])
         opened: Tallies[tuple[str, str]] = Tallies()

@@ -258,7 +258,7 @@ async def test_the_event_stream_skips_changes_outside_the_scope(site: Site) -> N
 async def test_metrics_count_overdue_dossiers_per_agency(site: Site) -> None:
     async with site.client() as c:
         text = (await c.get("/metrics")).text
-    assert f'lienthong_overdue_dossiers{{agency="{COMMUNE}",level="commune"}} 1.0' in text
+    assert f'lienthong_dashboard_overdue_dossiers{{agency="{COMMUNE}",level="commune"}} 1.0' in text
     assert "lienthong_dashboard_sse_clients" in text
 
 
