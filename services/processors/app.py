@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -55,6 +55,46 @@ class DossierStateCodec(Codec):
         import json
 
         return DossierState.from_dict(json.loads(data), self.tz)
+
+
+class DossierTable(MutableMapping[bytes, DossierState]):
+    """The changelogged dossier table as the tracker sees it: values are always DossierState.
+
+    faust's recovery paths may hand back the changelog's JSON decoded as plain dicts; they are
+    turned into states on first read and cached in the store without a changelog write.
+    """
+
+    def __init__(self, table: Any, tz: tzinfo) -> None:
+        self._table = table
+        self._tz = tz
+
+    def _state(self, key: bytes, value: Any) -> DossierState:
+        if isinstance(value, dict):
+            value = DossierState.from_dict(value, self._tz)
+            self._table.data[key] = value
+        return value  # type: ignore[no-any-return]
+
+    def __getitem__(self, key: bytes) -> DossierState:
+        return self._state(key, self._table[key])
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        value = self._table.get(key)
+        return default if value is None else self._state(key, value)
+
+    def __setitem__(self, key: bytes, value: DossierState) -> None:
+        self._table[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._table[key]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(list(self._table.keys()))
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def items(self) -> Any:
+        return [(k, self._state(k, v)) for k, v in list(self._table.items())]
 
 
 class _FaustOutputs:
@@ -120,19 +160,23 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
         DEADLETTER: app.topic(names.deadletter, **raw),
         STATUS: app.topic(names.status, **raw),
     }
+    state_codec = DossierStateCodec(catalogue.calendar.tz)
     table = app.Table(
         "dossiers",
         key_type=bytes,
+        # Recovery reads the changelog through this schema.
+        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer=state_codec),
         partitions=settings.partitions,
         # Changelog partition = the dossier's partition in dossier.events (same murmur2 of the
         # same key bytes), and the sweeper may write outside a stream.
         use_partitioner=True,
     )
-    # faust derives serializers from model types only; the store and changelog topic are made
-    # lazily, so setting them here is in time.
+    # Writes take the table's own serializers, which faust derives from model types only; the
+    # store and the changelog topic are made lazily, so setting them here is in time.
     table.key_serializer = "raw"
-    table.value_serializer = DossierStateCodec(catalogue.calendar.tz)
-    tracker = Tracker(catalogue=catalogue, clock=clock, states=table,  # type: ignore[arg-type]
+    table.value_serializer = state_codec
+    tracker = Tracker(catalogue=catalogue, clock=clock,
+                      states=DossierTable(table, catalogue.calendar.tz),
                       outputs=_FaustOutputs(by_kind), partitions=settings.partitions)
 
     @app.agent(events_topic)
