@@ -64,9 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="may see applicants' names and ID numbers")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input")
-    usub.add_parser("list", help="print operators (never hashes)")
+    ls = usub.add_parser("list", help="print operators (never hashes)")
     rm = usub.add_parser("remove", help="remove an operator")
     rm.add_argument("name")
+    for p in (add, ls, rm):
+        # accepted after the action too: "dashboard users add NAME --users FILE"
+        p.add_argument("--users", type=Path, default=argparse.SUPPRESS,
+                       help="operator accounts file")
 
 
 def _users_command(args: argparse.Namespace) -> int:
