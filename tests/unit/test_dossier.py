@@ -920,3 +920,27 @@ def test_outcomes_are_monotone_in_the_end_instant(end1: int, extra: int) -> None
                      ev("result_ready", end, DESK))
         outcomes.append(rank[r.report(end)["outcome"]])
     assert outcomes[0] <= outcomes[1]
+
+
+@SETTINGS
+@given(st.integers(0, 60 * 24 * 10), st.integers(0, 60 * 24 * 10), st.integers(1, 60 * 24 * 20))
+def test_a_pause_carries_the_remaining_working_time_over(start_min: int, pause_min: int,
+                                                         length_min: int) -> None:
+    cat = parse_catalogue(CATALOGUE_DATA)
+    cal = cat.calendar
+    fmt = "%Y-%m-%d %H:%M"
+    t0 = START + timedelta(minutes=start_min)
+    tp = t0 + timedelta(minutes=pause_min)
+    tr = tp + timedelta(minutes=length_min)
+    r = Run(cat)(ev("received", t0.strftime(fmt), DESK))
+    before = r.s.clock.due
+    r(ev("supplement_requested", tp.strftime(fmt), DESK),
+      ev("supplement_received", tr.strftime(fmt), DESK))
+    after = r.s.clock.due
+    if tp <= before:
+        # the working time left at the pause is exactly the working time from resume to due
+        assert cal.working_time_between(tr, after) == cal.working_time_between(
+            max(tp, t0), before)
+        assert after >= before
+    else:
+        assert after == before  # a pause after the due does not move it
