@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 def table(result: dict[str, Any]) -> str:
     """A human-readable rendering of the report: one line per dossier and step, then alerts."""
     def short(t: str | None) -> str:
-        return "-" if t is None else t[:16].replace("T", " ")
+        return f"{'-' if t is None else t[:16].replace('T', ' '):<16}"
 
     out = [f"{'dossier / step agency':<34} {'received/started':<16}  {'due':<16}  "
            f"{'ended':<16}  outcome"]
