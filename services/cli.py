@@ -21,6 +21,8 @@ def register(name: str, module: str, summary: str) -> None:
     COMMANDS[name] = (module, summary)
 
 
+register("up", "lienthong.services.up",
+         "run the whole hub on this machine (embedded Kafka, worker, gateway, dashboard, demo)")
 register("broker", "lienthong.deploy.embedded.cli", "run the embedded Apache Kafka broker (KRaft)")
 register("worker", "lienthong.services.processors.cli",
          "run a stream-processing worker (tracker + deadline sweeper)")
