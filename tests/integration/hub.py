@@ -81,7 +81,12 @@ class Hub:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+    def live(self) -> list[subprocess.Popen[bytes]]:
+        """Workers not killed on purpose (a test watches these for crashes)."""
+        return [p for p in self.workers if p.returncode is None]
+
     def log(self, index: int = 0) -> str:
+        index = index % max(1, len(self.workers))
         return (self.workdir / f"worker{index}.log").read_text(errors="replace")[-4000:]
 
     def producer(self) -> KafkaProducer:
