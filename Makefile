@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install broker-jars browser-deps lint bench chaos clean
+.PHONY: up test install broker-jars test-deps lint bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -19,20 +20,23 @@ install: $(STAMP)
 broker-jars: $(STAMP)
 	$(BIN)/lienthong broker --fetch-only
 
-# Debian's Chromium and its WebDriver for tests/browser (root; Selenium never downloads one).
-browser-deps:
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
+# Debian's Chromium and its WebDriver (tests/browser; Selenium never downloads a browser) and
+# promtool from Debian's prometheus package (the alert rules are checked by it).
+test-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+	  && command -v promtool >/dev/null \
+	  || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver prometheus; }
 
 up: install broker-jars
 	$(BIN)/lienthong up
 
-test: install broker-jars
+test: install broker-jars test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: install broker-jars
-	$(BIN)/python -m bench
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .cache var
