@@ -17,6 +17,10 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
+# The sample province shipped with the source tree (the default catalogue of the demo).
+SAMPLE_CATALOGUE = Path(__file__).resolve().parents[1] / "examples" / "province-h99.yaml"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Hub settings. ``Settings.from_env()`` reads ``LIENTHONG_*`` and ``KAFKA_*`` variables."""
@@ -28,7 +32,7 @@ class Settings:
     #: LIENTHONG_DATA_DIR — broker data, spools, local state.
     data_dir: Path = field(default=Path("var"), metadata={"env": "LIENTHONG_DATA_DIR"})
     #: LIENTHONG_CATALOG — the province catalogue (YAML or JSON).
-    catalog_path: Path = field(default=Path("examples/province-h99.yaml"),
+    catalog_path: Path = field(default=SAMPLE_CATALOGUE,
                                metadata={"env": "LIENTHONG_CATALOG"})
     #: LIENTHONG_APP_ID — faust app id; workers with the same id share partitions.
     app_id: str = field(default="lienthong", metadata={"env": "LIENTHONG_APP_ID"})
