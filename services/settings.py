@@ -66,20 +66,35 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
+        """Settings from the environment; ``overrides`` (e.g. command-line options) win.
+
+        An override of ``None`` means "not given" and leaves the environment's value; text is
+        converted like the environment's (``"8"`` for an int field, a path for a Path field).
+        """
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = _env(f.metadata["env"])
+            raw = overrides.get(f.name)
+            source = f"--{f.name.replace('_', '-')}"
+            if raw is None:
+                raw, source = _env(f.metadata["env"]), f.metadata["env"]
             if raw is None:
                 continue
-            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-            if "int" in kind:
-                try:
-                    values[f.name] = int(raw)
-                except ValueError as exc:
-                    raise ValueError(f"{f.metadata['env']}={raw!r} is not an integer") from exc
-            elif "Path" in kind:
-                values[f.name] = Path(raw)
-            else:
-                values[f.name] = raw
-        values.update(overrides)
+            values[f.name] = _convert(f.type, raw, source)
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
         return cls(**values)
+
+
+def _convert(kind: Any, raw: Any, source: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    name = kind if isinstance(kind, str) else getattr(kind, "__name__", "")
+    if "int" in name:
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ValueError(f"{source}={raw!r} is not an integer") from exc
+    if "Path" in name:
+        return Path(raw)
+    return raw

@@ -46,12 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from lienthong.schemas.topics import ensure_topics
     from lienthong.services.domain.catalogue import load_catalogue
 
-    overrides: dict[str, object] = {}
-    if args.data_dir:
-        overrides["data_dir"] = Path(args.data_dir)
-    if args.catalog:
-        overrides["catalog_path"] = Path(args.catalog)
-    settings = Settings.from_env(**overrides)
+    settings = Settings.from_env(data_dir=args.data_dir, catalog_path=args.catalog)
     data = settings.data_dir.resolve()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)

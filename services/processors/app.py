@@ -9,6 +9,7 @@ catalogue.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Awaitable, Iterator, MutableMapping
@@ -47,13 +48,9 @@ class DossierStateCodec(Codec):
         self.tz = tz
 
     def _dumps(self, state: Any) -> bytes:
-        import json
-
         return json.dumps(state.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
 
     def _loads(self, data: bytes) -> Any:
-        import json
-
         return DossierState.from_dict(json.loads(data), self.tz)
 
 

@@ -27,24 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from lienthong.services.processors.app import build_worker, run_worker
 
-    overrides: dict[str, object] = {}
-    if args.bootstrap:
-        overrides["kafka_bootstrap_servers"] = args.bootstrap
-    if args.catalog:
-        overrides["catalog_path"] = Path(args.catalog)
-    if args.app_id:
-        overrides["app_id"] = args.app_id
-    if args.port:
-        overrides["worker_port"] = args.port
-    if args.data_dir:
-        overrides["data_dir"] = Path(args.data_dir)
-    if args.clock:
-        overrides["clock"] = args.clock
-    settings = Settings.from_env(**overrides)
+    settings = Settings.from_env(
+        kafka_bootstrap_servers=args.bootstrap, catalog_path=args.catalog, app_id=args.app_id,
+        worker_port=args.port, data_dir=args.data_dir, clock=args.clock)
     logging.basicConfig(level=args.loglevel.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     worker = build_worker(settings, clock=clock_from_spec(settings.clock))

@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -230,5 +230,3 @@ class Tracker:
             self._schedule(partition, key, state)
         metrics.INDEXED.set(len(self.index))
 
-
-StatesFactory = Callable[[], MutableMapping[bytes, DossierState]]
