@@ -2,6 +2,8 @@
 
 Builds the whole gateway from settings and options: the keys file (re-read when it changes),
 the durable spool, the idempotent Kafka producer, the codec, then serves until SIGINT/SIGTERM.
+VNPost's tracking webhook (``POST /v1/postal/vnpost``) is served on the same port, sharing the
+keys, replay cache, producer and spool.
 A spool left by a previous run is forwarded to Kafka before any new event.
 """
 
@@ -9,13 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
-
-from aiohttp import web
 
 from lienthong.connectors.gateway.app import build_app
 from lienthong.connectors.gateway.intake import Encoder, Limits
@@ -23,6 +21,8 @@ from lienthong.connectors.gateway.metrics import GatewayMetrics
 from lienthong.connectors.gateway.publisher import KafkaSink, Publisher
 from lienthong.connectors.gateway.spool import Spool
 from lienthong.connectors.http.keys import KeyRingFile, KeysFileError
+from lienthong.connectors.http.serving import serve_app
+from lienthong.connectors.postal.webhook import WEBHOOK_PATH, mount_postal
 from lienthong.services.settings import Settings
 
 log = logging.getLogger("lienthong.gateway")
@@ -91,26 +91,16 @@ async def serve(args: argparse.Namespace, *, encode: Encoder | None = None,
     limits = Limits(max_body_bytes=args.max_body, max_batch=args.max_batch)
     app = build_app(keys=keys, encode=encode or default_encoder(), publisher=publisher,
                     limits=limits, metrics=metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    await site.start()
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    port = sockets[0].getsockname()[1] if sockets else args.port
-    print(f"lienthong gateway listening on http://{args.host}:{port} "
-          f"(OpenAPI /openapi.json, metrics /metrics; kafka {args.bootstrap} topic {topic}; "
-          f"spool {args.spool_dir} holding {spool.pending()} events; "
-          f"{len(keys.ring)} agencies with keys)", flush=True)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    mount_postal(app)  # VNPost's tracking webhooks: same port, keys, producer and spool
+
+    def banner(port: int) -> str:
+        return (f"lienthong gateway listening on http://{args.host}:{port} "
+                f"(OpenAPI /openapi.json, metrics /metrics, VNPost {WEBHOOK_PATH}; "
+                f"kafka {args.bootstrap} topic {topic}; "
+                f"spool {args.spool_dir} holding {spool.pending()} events; "
+                f"{len(keys.ring)} agencies with keys)")
+
+    await serve_app(app, args.host, args.port, banner=banner, stop=stop)
     print(f"lienthong gateway stopped; {spool.pending()} events left in the spool", flush=True)
     return 0
 

@@ -2,25 +2,22 @@
 
 It is built from the gateway's parts (keys file, durable spool, idempotent producer, codec)
 and takes the gateway's options; its spool directory defaults to ``postal-spool`` so it never
-shares the gateway's. The same receiver can instead run inside the gateway:
-``mount_postal(app)`` on the gateway's app serves ``POST /v1/postal/vnpost`` on its port.
+shares the gateway's. The same receiver also runs inside the gateway: ``lienthong gateway``
+mounts it (``mount_postal(app)``) and serves ``POST /v1/postal/vnpost`` on its own port.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
-
-from aiohttp import web
 
 from lienthong.connectors.gateway import cli as gateway_cli
 from lienthong.connectors.gateway.publisher import KafkaSink, Publisher
 from lienthong.connectors.gateway.spool import Spool
 from lienthong.connectors.http.keys import KeyRingFile, KeysFileError
+from lienthong.connectors.http.serving import serve_app
 from lienthong.connectors.postal.webhook import WEBHOOK_PATH, build_postal_app
 from lienthong.services.settings import Settings
 
@@ -48,23 +45,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
     publisher = Publisher(KafkaSink(args.bootstrap, topic, timeout=args.kafka_timeout,
                                     client_id="lienthong-postal"), spool)
     app = build_postal_app(keys=keys, publisher=publisher, encode=gateway_cli.default_encoder())
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    await site.start()
-    sockets = getattr(site._server, "sockets", None) or []
-    port = sockets[0].getsockname()[1] if sockets else args.port
-    print(f"lienthong postal listening on http://{args.host}:{port}{WEBHOOK_PATH} "
-          f"(kafka {args.bootstrap} topic {topic}; spool {args.spool_dir})", flush=True)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_app(
+        app, args.host, args.port, stop=stop,
+        banner=lambda port: f"lienthong postal listening on http://{args.host}:{port}"
+                            f"{WEBHOOK_PATH} (kafka {args.bootstrap} topic {topic}; "
+                            f"spool {args.spool_dir})")
     return 0
 
 
