@@ -18,10 +18,12 @@ from lienthong.schemas import codec
 
 
 def hub_topic(name: str) -> str:
-    """A topic name (``DELIVERIES``…) from the one module that knows them, imported late."""
+    """A topic name (``DELIVERIES``…) from the one module that knows them, imported late,
+    with ``LIENTHONG_TOPIC_PREFIX`` applied as every other part of the hub does."""
     from lienthong.schemas import topics
+    from lienthong.services.settings import Settings
 
-    return str(getattr(topics, name))
+    return Settings.from_env().topic_prefix + str(getattr(topics, name))
 
 
 class RecordProblem(Exception):

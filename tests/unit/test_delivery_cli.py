@@ -34,3 +34,13 @@ def test_deadletter_help_names_both_actions(capsys: pytest.CaptureFixture[str]) 
         main(["deadletter", "--help"])
     out = capsys.readouterr().out
     assert "list" in out and "resend" in out
+
+
+def test_the_delivery_topics_follow_the_hub_topic_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lienthong.connectors.delivery.records import hub_topic
+
+    monkeypatch.setenv("LIENTHONG_TOPIC_PREFIX", "h1.")
+    assert [hub_topic(n) for n in ("DELIVERIES", "ALERTS", "DEADLETTER")] == [
+        "h1.deliveries", "h1.alerts", "h1.deadletter"]
+    monkeypatch.delenv("LIENTHONG_TOPIC_PREFIX")
+    assert hub_topic("ALERTS") == "alerts"
