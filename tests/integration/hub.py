@@ -1,7 +1,9 @@
-"""Running real hub processes in integration tests: workers as subprocesses, topic readers."""
+"""Real hub parts for integration tests: workers as subprocesses, the gateway app on loopback,
+topic readers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,14 +11,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from lienthong.connectors.gateway import KafkaSink, Publisher, Spool, build_app
+from lienthong.connectors.http import KeyRing
+from lienthong.connectors.postal.webhook import mount_postal
 from lienthong.schemas import codec, topics
+from lienthong.schemas.codec import encode_event
 from lienthong.services.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -141,3 +148,50 @@ def decoded(records: list[Any], kind: str) -> Iterator[dict[str, Any]]:
     c = codec.codec_for(kind)
     for r in records:
         yield c.decode(r.value)
+
+
+def read_records(bootstrap: str, topic: str, expect: int, timeout: float = 15.0,
+                 settle: float = 1.0) -> list[Any]:
+    """Every record of ``topic`` in (partition, offset) order, once ``expect`` records arrived
+    and nothing more came for ``settle`` seconds (or ``timeout`` passed)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest", consumer_timeout_ms=200)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        got: list[Any] = []
+        deadline = time.monotonic() + timeout
+        settle_until: float | None = None
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                got.extend(records)
+            if len(got) >= expect and settle_until is None:
+                settle_until = time.monotonic() + settle
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+        got.sort(key=lambda r: (r.partition, r.offset))
+        return got
+    finally:
+        consumer.close()
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(bootstrap: str, topic: str, keys: KeyRing, spool_dir: Path, *,
+                          kafka_timeout: float = 5.0, postal: bool = False,
+                          ) -> AsyncIterator[tuple[str, Publisher]]:
+    """The real gateway app on 127.0.0.1 (a free port); yields its base URL and publisher."""
+    publisher = Publisher(KafkaSink(bootstrap, topic, timeout=kafka_timeout), Spool(spool_dir),
+                          max_backoff=0.5)
+    app = build_app(keys=keys, encode=encode_event, publisher=publisher)
+    if postal:
+        mount_postal(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}", publisher
+    finally:
+        await runner.cleanup()

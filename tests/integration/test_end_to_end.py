@@ -10,17 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiohttp import web
 
 from lienthong.connectors.delivery.service import DeliveryService
 from lienthong.connectors.doubles import Doubles, running
 from lienthong.connectors.doubles.server import endpoint_for
-from lienthong.connectors.gateway import KafkaSink, Publisher, Spool, build_app
 from lienthong.connectors.http import RequestSigner, load_keyring, signed_headers
 from lienthong.connectors.simulator.play import write_keys
-from lienthong.schemas.codec import encode_event
 from lienthong.services.domain.catalogue import load_catalogue
-from tests.integration.hub import CATALOGUE, Hub
+from tests.integration.hub import CATALOGUE, Hub, running_gateway
 
 COMMUNE, POLICE = "000.00.15.H99", "000.02.10.H99"
 DOSSIER = f"{COMMUNE}-20261125-0000042"
@@ -40,18 +37,11 @@ async def test_a_handoff_posted_to_the_gateway_is_applied_once_by_its_destinatio
         return str((entry[0] if isinstance(entry, list) else entry["keys"][0])["secret"])
 
     hub.start_worker()
-    publisher = Publisher(KafkaSink(kafka_bootstrap, hub.names.events, timeout=5.0),
-                          Spool(tmp_path / "spool"), max_backoff=0.5)
-    runner = web.AppRunner(build_app(keys=keys, encode=encode_event, publisher=publisher),
-                           access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    gateway = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
     doubles = Doubles(list(catalogue.agencies.values()))
     stop = asyncio.Event()
     try:
-        async with running(doubles) as base:
+        async with running_gateway(kafka_bootstrap, hub.names.events, keys,
+                                   tmp_path / "spool") as (gateway, _), running(doubles) as base:
             delivery = DeliveryService(
                 kafka_bootstrap, lambda code: endpoint_for(base, code),
                 signer=RequestSigner("LIENTHONG", secret("LIENTHONG")),
@@ -95,5 +85,4 @@ async def test_a_handoff_posted_to_the_gateway_is_applied_once_by_its_destinatio
             await asyncio.wait_for(task, 20)
     finally:
         stop.set()
-        await runner.cleanup()
         hub.stop_all()

@@ -19,12 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
-from kafka import KafkaConsumer, TopicPartition
 
-from lienthong.connectors.gateway import KafkaSink, Publisher, Spool, build_app
+from lienthong.connectors.gateway import Publisher
 from lienthong.connectors.http import AgencyKey, KeyRing, signed_headers
-from lienthong.schemas.codec import decode_event, encode_event
+from lienthong.schemas.codec import decode_event
+from tests.integration.hub import read_records, running_gateway
 
 pytestmark = pytest.mark.kafka
 
@@ -49,27 +48,8 @@ async def post(client: httpx.AsyncClient, payload: Any, secret: str = SECRET) ->
 def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 15.0,
                settle: float = 1.0) -> list[dict[str, Any]]:
     """Every event in the topic, in partition order, once ``expect`` arrived (plus a settle)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", consumer_timeout_ms=200)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        got: list[Any] = []
-        deadline = time.monotonic() + timeout
-        settle_until: float | None = None
-        while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=200)
-            for records in batch.values():
-                got.extend(records)
-            if len(got) >= expect and settle_until is None:
-                settle_until = time.monotonic() + settle
-            if settle_until is not None and time.monotonic() >= settle_until:
-                break
-        got.sort(key=lambda r: (r.partition, r.offset))
-        return [decode_event(r.value) | {"_key": r.key.decode()} for r in got]
-    finally:
-        consumer.close()
+    return [decode_event(r.value) | {"_key": r.key.decode()}
+            for r in read_records(bootstrap, topic, expect, timeout, settle)]
 
 
 def closed_port() -> int:
@@ -81,21 +61,11 @@ def closed_port() -> int:
 @contextlib.asynccontextmanager
 async def gateway(bootstrap: str, topic: str, spool_dir: Path,
                   kafka_timeout: float = 5.0) -> AsyncIterator[tuple[httpx.AsyncClient, Publisher]]:
-    publisher = Publisher(KafkaSink(bootstrap, topic, timeout=kafka_timeout), Spool(spool_dir),
-                          max_backoff=0.5)
-    app = build_app(keys=KeyRing({AGENCY: [AgencyKey("k", SECRET.encode())]}),
-                    encode=encode_event, publisher=publisher)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20)
-    try:
+    keys = KeyRing({AGENCY: [AgencyKey("k", SECRET.encode())]})
+    async with running_gateway(bootstrap, topic, keys, spool_dir,
+                               kafka_timeout=kafka_timeout) as (url, publisher), \
+            httpx.AsyncClient(base_url=url, timeout=20) as client:
         yield client, publisher
-    finally:
-        await client.aclose()
-        await runner.cleanup()
 
 
 async def test_a_posted_event_is_in_kafka_once_and_refused_ones_never(

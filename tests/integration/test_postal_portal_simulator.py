@@ -15,11 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from lienthong.connectors.doubles import Doubles, running
-from lienthong.connectors.gateway import KafkaSink, Publisher, Spool, build_app
 from lienthong.connectors.http import AgencyKey, KeyRing, load_keyring
 from lienthong.connectors.national_portal.reconcile import (
     DriftTracker,
@@ -27,13 +25,14 @@ from lienthong.connectors.national_portal.reconcile import (
     Reconciler,
 )
 from lienthong.connectors.postal.mapping import postal_event_id
-from lienthong.connectors.postal.webhook import WEBHOOK_PATH, mount_postal
+from lienthong.connectors.postal.webhook import WEBHOOK_PATH
 from lienthong.connectors.simulator.generate import plan
 from lienthong.connectors.simulator.play import Player, write_keys
-from lienthong.schemas.codec import decode_alert, decode_event, encode_event
+from lienthong.schemas.codec import decode_alert, decode_event
 from lienthong.services.domain.catalogue import load_catalogue
 from lienthong.services.domain.dossier import Applied, apply_event
 from lienthong.services.domain.events import parse_event
+from tests.integration.hub import read_records, running_gateway
 
 pytestmark = pytest.mark.kafka
 
@@ -42,47 +41,14 @@ VNPOST_SECRET = "vnpost-secret-0123456789"
 DOSSIER = "000.00.15.H99-20261125-0000007"
 
 
-def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 15.0,
-               settle: float = 0.5) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", consumer_timeout_ms=200)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        got: list[Any] = []
-        deadline = time.monotonic() + timeout
-        settle_until: float | None = None
-        while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                got.extend(records)
-            if len(got) >= expect and settle_until is None:
-                settle_until = time.monotonic() + settle
-            if settle_until is not None and time.monotonic() >= settle_until:
-                break
-        got.sort(key=lambda r: (r.partition, r.offset))
-        return got
-    finally:
-        consumer.close()
+read_topic = read_records
 
 
 @contextlib.asynccontextmanager
 async def gateway(bootstrap: str, topic: str, keys: KeyRing, spool_dir: Path,
                   postal: bool = False) -> AsyncIterator[str]:
-    publisher = Publisher(KafkaSink(bootstrap, topic, timeout=5.0), Spool(spool_dir),
-                          max_backoff=0.5)
-    app = build_app(keys=keys, encode=encode_event, publisher=publisher)
-    if postal:
-        mount_postal(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with running_gateway(bootstrap, topic, keys, spool_dir, postal=postal) as (url, _):
+        yield url
 
 
 async def test_vnpost_tracking_webhooks_land_in_dossier_events_through_the_gateway(
