@@ -153,27 +153,16 @@ def decoded(records: list[Any], kind: str) -> Iterator[dict[str, Any]]:
 def read_records(bootstrap: str, topic: str, expect: int, timeout: float = 15.0,
                  settle: float = 1.0) -> list[Any]:
     """Every record of ``topic`` in (partition, offset) order, once ``expect`` records arrived
-    and nothing more came for ``settle`` seconds (or ``timeout`` passed)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", consumer_timeout_ms=200)
+    (or ``timeout`` passed) and ``settle`` more seconds were read."""
+    reader = TopicReader(bootstrap, topic)
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        got: list[Any] = []
-        deadline = time.monotonic() + timeout
-        settle_until: float | None = None
-        while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                got.extend(records)
-            if len(got) >= expect and settle_until is None:
-                settle_until = time.monotonic() + settle
-            if settle_until is not None and time.monotonic() >= settle_until:
-                break
-        got.sort(key=lambda r: (r.partition, r.offset))
-        return got
+        reader.until(lambda records: len(records) >= expect, timeout)
+        settle_until = time.monotonic() + settle
+        while time.monotonic() < settle_until:
+            reader.poll()
+        return sorted(reader.records, key=lambda r: (r.partition, r.offset))
     finally:
-        consumer.close()
+        reader.close()
 
 
 @contextlib.asynccontextmanager
