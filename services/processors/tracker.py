@@ -44,6 +44,7 @@ from lienthong.services.domain.events import InvalidEvent, parse_event
 from lienthong.services.domain.routing import Delivery
 from lienthong.services.processors import metrics
 from lienthong.services.processors.deadline_index import DeadlineIndex
+from lienthong.services.processors.holdings import Holdings
 from lienthong.services.processors.partitioning import partition_of
 from lienthong.services.processors.snapshot import snapshot
 
@@ -106,6 +107,7 @@ class Tracker:
         self.index = index or DeadlineIndex()
         self.live = live  # reject events from the future (rule 11) against the clock
         self.lock = asyncio.Lock()
+        self.holdings = Holdings(catalogue)
         self._tz = catalogue.calendar.tz
 
     # -- events ------------------------------------------------------------------------------
@@ -185,10 +187,14 @@ class Tracker:
         """Index every dossier of ``partitions`` from the table (after a rebalance)."""
         owned = set(partitions)
         self.index = DeadlineIndex()
+        self.holdings.reset()
+        mine: list[tuple[bytes, DossierState]] = []
         for key, state in list(self.states.items()):
             partition = partition_of(key, self.partitions)
             if partition in owned:
                 self._schedule(partition, key, state)
+                mine.append((key, state))
+        self.holdings.update(mine, self.clock.now())
         metrics.INDEXED.set(len(self.index))
         return len(self.index)
 
@@ -228,5 +234,6 @@ class Tracker:
         for key, (partition, state) in changed.items():
             self.states[key] = state
             self._schedule(partition, key, state)
+        self.holdings.update(((key, state) for key, (_, state) in changed.items()), now)
         metrics.INDEXED.set(len(self.index))
 

@@ -146,3 +146,19 @@ async def test_the_index_is_rebuilt_from_the_table_for_owned_partitions_only() -
     mine = partition_of(CODE.encode(), 8)
     assert tracker.rebuild_index({mine}) == 1
     assert tracker.rebuild_index(set(range(8)) - {mine}) == 0
+
+
+async def test_open_and_overdue_dossiers_are_counted_per_holding_agency() -> None:
+    # Received Wed 25 Nov 09:15 (dossier due 5 working days later, Wed 2 Dec 09:15), handed to
+    # the police at 09:45. On Thu 3 Dec the dossier is overdue, held by the police.
+    tracker, _, _, clock = make("2026-11-25T10:00:00+07:00")
+    await tracker.handle(records(received("2026-11-25T09:15:00+07:00"),
+                                 event("handoff", "2026-11-25T09:45:00+07:00", to_agency=POLICE)))
+    police = (POLICE, "vertical")
+    assert (tracker.holdings.open(police), tracker.holdings.overdue(police)) == (1, 0)
+    assert tracker.holdings.open((COMMUNE, "commune")) == 0
+    clock.current = datetime.fromisoformat("2026-12-03T09:00:00+07:00")
+    await tracker.sweep()
+    assert (tracker.holdings.open(police), tracker.holdings.overdue(police)) == (1, 1)
+    tracker.rebuild_index(range(8))  # a rebalance recounts from the table: same figures
+    assert (tracker.holdings.open(police), tracker.holdings.overdue(police)) == (1, 1)
