@@ -42,6 +42,8 @@ register("doubles", "lienthong.connectors.doubles.cli",
          "serve test doubles of agency systems, VNPost and DVCQG on one port")
 register("simulate", "lienthong.connectors.simulator.cli",
          "play the province's agency systems through the gateway (or write JSONL)")
+register("pull", "lienthong.connectors.pull.cli",
+         "poll an agency system's change feed into dossier.events (cursor saved after Kafka acks)")
 register("postal", "lienthong.connectors.postal.cli",
          "receive VNPost tracking webhooks into dossier.events (POST /v1/postal/vnpost)")
 register("portal", "lienthong.connectors.national_portal.cli",

@@ -66,12 +66,16 @@ class KafkaSink:
             reconnect_backoff_max_ms=1000,
         )
 
-    def send(self, records: Sequence[Record]) -> list[Any]:
-        """Hand the records to the producer, in order; returns kafka-python futures."""
+    def send(self, records: Sequence[Record], *, topic: str | None = None) -> list[Any]:
+        """Hand the records to the producer, in order; returns kafka-python futures.
+
+        ``topic`` overrides the sink's own topic for these records (e.g. ``deadletter``), so
+        one idempotent producer serves every topic a connector writes."""
         try:
             if self._producer is None:
                 self._producer = self._build()
-            return [self._producer.send(self.topic, key=k, value=v) for k, v in records]
+            return [self._producer.send(topic or self.topic, key=k, value=v)
+                    for k, v in records]
         except Exception as exc:  # NoBrokersAvailable, KafkaTimeoutError, connection errors
             self.reset()
             raise KafkaUnavailable(f"{type(exc).__name__}: {exc}") from exc
