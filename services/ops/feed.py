@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from lienthong.schemas.codec import CodecError, decode_alert, decode_deadletter
-from lienthong.services.ops.board import Change, OpsBoard, SnapshotError
+from lienthong.services.ops.board import AlertRecord, Change, OpsBoard, SnapshotError
 from lienthong.services.ops.metrics import DashboardMetrics
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FeedTopics:
-    status: str
-    alerts: str
-    deadletter: str
+    """The topics to read; a reader that needs only snapshots (reports) leaves out the rest."""
 
-    def all(self) -> tuple[str, str, str]:
-        return (self.status, self.alerts, self.deadletter)
+    status: str
+    alerts: str | None = None
+    deadletter: str | None = None
+
+    def all(self) -> tuple[str, ...]:
+        return tuple(t for t in (self.status, self.alerts, self.deadletter) if t is not None)
 
 
 @dataclass(frozen=True)
@@ -43,16 +45,19 @@ class Parked:
 
 
 class StatusFeed:
-    """Consumes the three topics into ``board``; calls ``notify`` with each change."""
+    """Consumes the topics into ``board``; calls ``notify`` with each change, and
+    ``on_alert`` with each alert the first time its id is seen."""
 
     def __init__(self, bootstrap: str, board: OpsBoard, topics: FeedTopics,
                  notify: Callable[[Change | None], None],
-                 metrics: DashboardMetrics | None = None) -> None:
+                 metrics: DashboardMetrics | None = None,
+                 on_alert: Callable[[AlertRecord], None] | None = None) -> None:
         self.bootstrap = bootstrap
         self.board = board
         self.topics = topics
         self.notify = notify
         self.metrics = metrics
+        self.on_alert = on_alert
         self.parked: dict[tuple[int, int], Parked] = {}
         self.ready = asyncio.Event()      # set once the first catch-up reached the end
         self._producer: AIOKafkaProducer | None = None
@@ -134,7 +139,11 @@ class StatusFeed:
                 raise SnapshotError(f"not JSON: {exc}") from exc
             return self.board.apply_snapshot(data)
         if rec.topic == self.topics.alerts:
-            return self.board.add_alert(decode_alert(rec.value))
+            data = decode_alert(rec.value)
+            change = self.board.add_alert(data)
+            if change is not None and self.on_alert is not None:
+                self.on_alert(AlertRecord.from_dict(data))
+            return change
         if rec.topic == self.topics.deadletter:
             parked = decode_deadletter(rec.value)
             self.parked[(rec.partition, rec.offset)] = Parked(

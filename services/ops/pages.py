@@ -325,6 +325,14 @@ def scoreboard_main(v: View, board: Scoreboard, series: Sequence[DailyRate],
                       v.t("basis.dossier")),
               _select("level", v.t("level"), level, levels, v.t("all")),
               el("button", {"type": "submit"}, v.t("show")))
+    query = {"from": p.first.isoformat(), "to": p.last.isoformat(), "basis": board.basis,
+             "level": level}
+    downloads = el("p", {"class": "downloads no-print", "id": "downloads"},
+                   el("span", {}, v.t("report.download"), ": "),
+                   join(*[join(el("a", {"href": v.url(f"/{table}.{fmt}", **query),
+                                        "download": True, "class": f"dl {fmt}"},
+                                     f"{v.t(f'report.sheet.{table}')} ({fmt.upper()})"), " ")
+                          for table in ("scoreboard", "indicators") for fmt in ("xlsx", "csv")]))
     indicators = el("section", {"class": "cards"},
                     el("div", {"class": "card stat good"},
                        el("b", {"id": "rate-total"}, format_percent(ind.on_time_rate, v.lang)),
@@ -348,7 +356,7 @@ def scoreboard_main(v: View, board: Scoreboard, series: Sequence[DailyRate],
     rows.append(el("tr", {"class": "total"}, el("th", {"scope": "row"}, v.t("total")),
                    _tally_cells(v, board.total)))
     return join(
-        el("h1", {}, v.t("scoreboard")), form,
+        el("h1", {}, v.t("scoreboard")), form, downloads,
         el("h2", {}, v.t("ind.766")), indicators,
         el("section", {"class": "card"}, el("h2", {}, v.t("daily_rate")), rate_chart(v, series)),
         _table(head, rows, "grid score"))

@@ -6,6 +6,8 @@ callable, the audit log, the clock), so tests run it with fixtures and no Kafka.
 =====================  ================================================================
 ``/``                  overdue and due-soon board (filters: level, agency, procedure)
 ``/scoreboard``        agency scoreboard for a period, Decision 766 indicators, chart
+``/scoreboard.csv``    the scoreboard as CSV (also ``.xlsx``); same period query
+``/indicators.csv``    the Decision 766 indicator table as CSV (also ``.xlsx``)
 ``/dossiers/{code}``   tracking slip (printable)
 ``/alerts``            alert feed
 ``/deadletters``       parked messages, with a re-send button
@@ -15,7 +17,7 @@ callable, the audit log, the clock), so tests run it with fixtures and no Kafka.
 =====================  ================================================================
 
 Applicants' names and ID numbers are masked unless the operator may see personal data; such
-views, sign-ins and re-sends go to the audit log.
+views, sign-ins, re-sends and report downloads go to the audit log.
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ from lienthong.services.ops.pages import (
     slip_main,
 )
 from lienthong.services.ops.privacy import mask_id, mask_name
+from lienthong.services.ops.reports import (
+    CSV_MEDIA_TYPE,
+    FORMATS,
+    TABLES,
+    XLSX_MEDIA_TYPE,
+    indicators_table,
+    render,
+    scoreboard_table,
+)
 
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "lt_session"
@@ -173,6 +184,9 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
     r.add_post("/logout", logout)
     r.add_get("/", board_page)
     r.add_get("/scoreboard", scoreboard_page)
+    for table in TABLES:
+        for fmt in FORMATS:
+            r.add_get(f"/{table}.{fmt}", _report_handler(table, fmt))
     r.add_get("/dossiers/{code}", slip_page)
     r.add_get("/search", search_page)
     r.add_get("/alerts", alerts_page)
@@ -396,6 +410,37 @@ async def scoreboard_page(request: web.Request) -> web.Response:
     ind = dash.board.indicators(period, v.now, scope=scope)
     return _html(request, v, v.t("scoreboard"), "/scoreboard",
                  scoreboard_main(v, board, series, ind, level), topics="board")
+
+
+def _report_handler(table: str, fmt: str
+                    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        dash = request.app[DASHBOARD]
+        period = _period(request)
+        lang = request[LANG]
+        scope = _scope(request)
+        now = dash.clock()
+        if table == "scoreboard":
+            basis = "step" if request.query.get("basis") == "step" else "dossier"
+            board = dash.board.scoreboard(period, now, basis=basis, scope=scope,
+                                          level=request.query.get("level") or None)
+            tab = scoreboard_table(board, province=dash.board.catalogue.province_name,
+                                   lang=lang)
+        else:
+            tab = indicators_table(dash.board, period, now, scope=scope, lang=lang)
+        # Building a workbook takes tens of milliseconds: off the loop that serves live pages.
+        body = await asyncio.to_thread(render, [tab], fmt)
+        user = _user(request)
+        dash.audit.record("download_report", user.username, table=table, format=fmt,
+                          period_from=period.first.isoformat(),
+                          period_to=period.last.isoformat(), rows=len(tab.rows),
+                          remote=request.remote)
+        name = f"lienthong-{table}-{period.first.isoformat()}_{period.last.isoformat()}.{fmt}"
+        return web.Response(body=body, headers={
+            "Content-Type": CSV_MEDIA_TYPE if fmt == "csv" else XLSX_MEDIA_TYPE,
+            "Content-Disposition": f'attachment; filename="{name}"'})
+
+    return handler
 
 
 async def slip_page(request: web.Request) -> web.Response:

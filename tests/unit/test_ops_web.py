@@ -298,3 +298,47 @@ def test_users_file_round_trips_and_rejects_mistakes(tmp_path: Path) -> None:
     with pytest.raises(UsersFileError, match="password_hash"):
         parse_users({"users": [{"username": "a", "password_hash": "secret"}]})
     assert json.loads(json.dumps({"users": []})) == {"users": []}
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+async def test_scoreboard_downloads_as_csv_and_excel_and_each_download_is_audited(
+        site: Site) -> None:
+    import csv
+    import io
+
+    import openpyxl
+    async with site.login("province") as c:
+        page = (await c.get("/scoreboard", params={"from": "2026-11-01",
+                                                   "to": "2026-12-31"})).text
+        assert 'href="/scoreboard.xlsx?from=2026-11-01&amp;to=2026-12-31' in page
+        r = await c.get("/scoreboard.csv", params={"from": "2026-11-01", "to": "2026-12-31"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        assert "attachment" in r.headers["content-disposition"]
+        rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+        assert rows[0][4] == "Tiếp nhận"
+        by_code = {row[1]: row for row in rows if row[1]}
+        # Both dossiers were received on 30 November, due 1 December, overdue now.
+        assert by_code[COMMUNE][4] == "1" and by_code[COMMUNE][10] == "1"
+        assert by_code[DISTRICT_COMMUNE][4] == "1"
+        r = await c.get("/indicators.xlsx", params={"from": "2026-11-01", "to": "2026-12-31"})
+        wb = openpyxl.load_workbook(io.BytesIO(r.content))
+        last = list(wb.active.iter_rows(min_row=4, values_only=True))[-1]
+        assert last[6] == 2  # received in the period
+    downloads = [e for e in site.audit.entries if e["action"] == "download_report"]
+    assert [(e["user"], e["table"], e["format"]) for e in downloads] == [
+        ("province", "scoreboard", "csv"), ("province", "indicators", "xlsx")]
+    assert downloads[0]["period_from"] == "2026-11-01"
+
+
+async def test_a_scoped_operator_downloads_only_its_subtree(site: Site) -> None:
+    async with site.login("district") as c:
+        r = await c.get("/scoreboard.csv", params={"from": "2026-11-01", "to": "2026-12-31"})
+    text = r.content.decode("utf-8-sig")
+    assert DISTRICT_COMMUNE in text and COMMUNE not in text
+
+
+async def test_a_report_needs_a_login(site: Site) -> None:
+    async with site.client() as c:
+        r = await c.get("/scoreboard.xlsx")
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
