@@ -564,6 +564,18 @@ class OpsBoard:
         """Whether an operator limited to ``scope`` (None: the whole province) may see ``d``."""
         return scope is None or not d.agencies.isdisjoint(scope)
 
+    def find_by_code(self, text: str, scope: frozenset[str] | None = None,
+                     limit: int = 50) -> list[Dossier]:
+        """Dossiers whose code contains ``text`` (any case), newest first, at most ``limit``:
+        staff often have only the tail of a code from a receipt or a phone call."""
+        wanted = text.strip().upper()
+        if not wanted:
+            return []
+        found = [d for d in self._dossiers.values()
+                 if wanted in d.code.upper() and self.visible(d, scope)]
+        found.sort(key=lambda d: (d.received_at, d.code), reverse=True)
+        return found[:limit]
+
     def find_by_applicant_id(self, id_number: str,
                              scope: frozenset[str] | None = None) -> list[Dossier]:
         wanted = id_number.strip()

@@ -154,6 +154,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "size": ("Kích thước", "Size"),
     "search": ("Tra cứu mã hồ sơ hoặc số định danh", "Dossier code or ID number"),
     "search.button": ("Tra cứu", "Search"),
+    "search.id_forbidden": ("Tài khoản của bạn không được tra cứu theo số định danh.",
+                            "Your account may not search by ID number."),
     "live": ("Trực tuyến", "Live"),
     "offline": ("Mất kết nối", "Offline"),
     "updated": ("Cập nhật", "Updated"),

@@ -444,14 +444,18 @@ def not_found_main(v: View, message_key: str = "not_found") -> Markup:
     return el("p", {"class": "empty"}, v.t(message_key))
 
 
-def search_main(v: View, query: str, found: Sequence[Dossier]) -> Markup:
+def search_main(v: View, query: str, found: Sequence[Dossier],
+                note: str | None = None) -> Markup:
     rows = [el("tr", {}, el("td", {}, el("a", {"href": f"/dossiers/{d.code}"}, d.code)),
                el("td", {}, v.name(d)), el("td", {}, d.procedure),
+               el("td", {}, v.agency(d.holder)),
                el("td", {"class": "num"}, v.when(d.received_at)),
                el("td", {}, v.t(f"state.{d.state}"))) for d in found]
     return join(el("h1", {}, v.t("search.button"), ": ", query),
-                _table([v.t("dossier"), v.t("applicant"), v.t("procedure"), v.t("received_at"),
-                        v.t("state")], rows) if rows else not_found_main(v))
+                el("p", {"class": "note", "role": "status"}, v.t(note)) if note else None,
+                _table([v.t("dossier"), v.t("applicant"), v.t("procedure"), v.t("holder"),
+                        v.t("received_at"), v.t("state")], rows) if rows
+                else not_found_main(v))
 
 
 # -- alerts and dead letters -----------------------------------------------------------------

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -77,6 +78,8 @@ from lienthong.services.ops.reports import (
 )
 
 STATIC = Path(__file__).parent / "static"
+# Citizen identity numbers: 12 digits (CCCD), or 9 on the old identity card (CMND).
+ID_NUMBER = re.compile(r"^(?:\d{9}|\d{12})$")
 SESSION_COOKIE = "lt_session"
 LANG_COOKIE = "lt_lang"
 KEEPALIVE_SECONDS = 15.0
@@ -458,18 +461,30 @@ async def slip_page(request: web.Request) -> web.Response:
 
 
 async def search_page(request: web.Request) -> web.StreamResponse:
+    """By dossier code (whole or part) for everyone; by applicant ID number only for operators
+    allowed personal data, and each such search is audited with what it showed."""
     dash = request.app[DASHBOARD]
     v = _view(request)
+    user = _user(request)
+    scope = _scope(request)
     q = request.query.get("q", "").strip()[:64]
-    d = dash.board.dossier(q)
+    d = dash.board.dossier(q) or dash.board.dossier(q.upper())
     if d is not None and _may_view(request, d):
-        raise web.HTTPSeeOther(f"/dossiers/{q}")
+        raise web.HTTPSeeOther(f"/dossiers/{d.code}")
     found: list[Dossier] = []
-    if q and _user(request).may_see_personal_data:
-        found = dash.board.find_by_applicant_id(q, _scope(request))
-        dash.audit.record("search_id_number", _user(request).username, count=len(found),
+    by_id = bool(ID_NUMBER.match(q))
+    if by_id and user.may_see_personal_data:
+        found = dash.board.find_by_applicant_id(q, scope)
+        dash.audit.record("search_id_number", user.username, id_number=mask_id(q),
+                          dossiers=[x.code for x in found[:50]], count=len(found),
                           remote=request.remote)
-    return _html(request, v, v.t("search.button"), "", search_main(v, q, found))
+    elif len(q) >= 3:
+        found = dash.board.find_by_code(q, scope)
+        _audit_personal(request, "search", [x.code for x in found])
+    if len(found) == 1 and not by_id:
+        raise web.HTTPSeeOther(f"/dossiers/{found[0].code}")
+    note = "search.id_forbidden" if by_id and not user.may_see_personal_data else None
+    return _html(request, v, v.t("search.button"), "", search_main(v, q, found, note))
 
 
 async def alerts_page(request: web.Request) -> web.Response:

@@ -342,3 +342,53 @@ async def test_a_report_needs_a_login(site: Site) -> None:
     async with site.client() as c:
         r = await c.get("/scoreboard.xlsx")
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+# -- search ----------------------------------------------------------------------------------
+
+async def test_search_by_part_of_a_code_lists_matches_and_one_match_opens_its_slip(
+        site: Site) -> None:
+    site.board.apply_snapshot(snap("D-COMMUNE-2"))
+    async with site.login("viewer") as c:
+        r = await c.get("/search", params={"q": "d-commune"})
+        assert r.status_code == 303 and r.headers["location"] == "/dossiers/D-COMMUNE"
+        r = await c.get("/search", params={"q": "commune"})
+        assert r.status_code == 200
+        assert 'href="/dossiers/D-COMMUNE"' in r.text
+        assert 'href="/dossiers/D-COMMUNE-2"' in r.text
+        assert HOSTILE not in r.text  # names stay masked for a viewer
+        r = await c.get("/search", params={"q": "DISTR"})
+        assert r.headers["location"] == "/dossiers/D-DISTRICT"
+
+
+async def test_search_never_reveals_a_dossier_outside_the_operators_scope(site: Site) -> None:
+    async with site.login("district") as c:
+        r = await c.get("/search", params={"q": "D-COMMUNE"})
+        assert r.status_code == 200 and "/dossiers/D-COMMUNE" not in r.text
+        r = await c.get("/search", params={"q": "d-c"})
+        assert r.status_code == 200 and "/dossiers/D-COMMUNE" not in r.text
+        r = await c.get("/search", params={"q": "ISTRI"})
+        assert r.status_code == 303 and r.headers["location"] == "/dossiers/D-DISTRICT"
+
+
+async def test_search_by_id_number_is_audited_with_the_number_masked(site: Site) -> None:
+    async with site.login("province") as c:
+        r = await c.get("/search", params={"q": "001099012345"})
+        assert "D-COMMUNE" not in r.text
+        assert "không được tra cứu theo số định danh" in r.text
+    assert not [e for e in site.audit.entries if e["action"] == "search_id_number"]
+    async with site.login("privileged") as c:
+        r = await c.get("/search", params={"q": "001099012345"})
+        assert "&lt;script&gt;" in r.text and HOSTILE not in r.text
+    [entry] = [e for e in site.audit.entries if e["action"] == "search_id_number"]
+    assert entry["user"] == "privileged" and entry["id_number"] == "0010******45"
+    assert sorted(entry["dossiers"]) == ["D-COMMUNE", "D-DISTRICT"]
+    assert "001099012345" not in json.dumps(entry)
+
+
+async def test_every_page_has_the_search_box_in_its_header(site: Site) -> None:
+    async with site.login("viewer") as c:
+        for path in ("/", "/scoreboard", "/alerts", "/dossiers/D-COMMUNE"):
+            text = (await c.get(path)).text
+            header = text[text.index("<header"):text.index("</header>")]
+            assert 'action="/search"' in header and 'name="q"' in header, path
