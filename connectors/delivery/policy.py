@@ -5,13 +5,17 @@ Pure: no HTTP or Kafka here, only decisions the service shell acts on.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from lienthong.connectors.delivery.breaker import BreakerConfig
 from lienthong.connectors.http import RetryPolicy
+from lienthong.connectors.national_portal.mapping import to_portal_request
 from lienthong.services.domain.alerts import destination_alert_id
+from lienthong.services.domain.routing import PORTAL
 
 #: Client errors that say "not now" rather than "never".
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 425, 429})
@@ -35,6 +39,19 @@ def classify_status(status: int) -> Outcome:
     return Outcome.RETRY
 
 
+#: A destination's own request shape, built from the canonical delivery (``{"delivery_id",
+#: "destination", "kind", "dossier", "event_id", "at", "payload": {...}}``). It raises
+#: ``ValueError`` for a delivery it cannot shape; such a delivery is parked, never sent.
+RequestBuilder = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+def default_request_builders() -> dict[str, RequestBuilder]:
+    """Destinations that do not take the generic envelope: the national portal takes its
+    status-sync shape (``national_portal.mapping``). Every other destination gets the
+    canonical delivery as it is."""
+    return {PORTAL: to_portal_request}
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
     """Tunables of the delivery service, with production defaults.
@@ -43,6 +60,8 @@ class DeliveryPolicy:
     between them are ``retry.delays()`` (exponential, full jitter, capped). A delivery waiting
     for an open circuit uses no attempts, but never waits past ``max_wait_seconds`` from when it
     was read: then it is parked as ``destination_unavailable`` so the partition keeps moving.
+    ``request_builders`` maps a destination code to its request shape (see
+    :data:`RequestBuilder`); destinations not listed get the canonical delivery.
     """
 
     retry: RetryPolicy = field(
@@ -53,6 +72,8 @@ class DeliveryPolicy:
     max_in_flight_per_partition: int = 1000
     max_concurrency_per_destination: int = 16
     max_wait_seconds: float = 6 * 3600.0
+    request_builders: Mapping[str, RequestBuilder] = field(
+        default_factory=default_request_builders, hash=False)
 
     def __post_init__(self) -> None:
         if self.retry.attempts < 1:

@@ -1,7 +1,8 @@
 """The records the delivery connector reads and writes, through the one codec.
 
 - a delivery read from ``deliveries`` becomes an :class:`OutboundDelivery` whose ``body`` is the
-  JSON POSTed to the destination (the delivery's canonical JSON: ``payload`` as an object);
+  delivery's canonical JSON (``payload`` as an object); :func:`request_body` gives what is
+  POSTed: that, or the destination's own shape (the national portal's status sync);
 - a ``delivery_failing`` alert for ``alerts``;
 - a dead-letter record for ``deadletter`` (original bytes and key, reason, source topic,
   partition and offset), and the same read back for ``lienthong deadletter``.
@@ -10,10 +11,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from lienthong.connectors.delivery.policy import DELIVERY_FAILING, FailingDestination
+from lienthong.connectors.delivery.policy import (
+    DELIVERY_FAILING,
+    FailingDestination,
+    RequestBuilder,
+)
 from lienthong.schemas import codec
 
 
@@ -53,6 +59,17 @@ def read_delivery(value: bytes | None) -> OutboundDelivery:
         raise RecordProblem(exc.reason, str(exc)) from None
     body = json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return OutboundDelivery(d["delivery_id"], d["destination"], d["kind"], d["dossier"], body)
+
+
+def request_body(delivery: OutboundDelivery,
+                 builders: Mapping[str, RequestBuilder]) -> bytes:
+    """What is POSTed to the delivery's destination: its own shape where it has a builder,
+    else the canonical delivery. Raises ``ValueError`` when the builder refuses it."""
+    build = builders.get(delivery.destination)
+    if build is None:
+        return delivery.body
+    shaped = build(json.loads(delivery.body))
+    return json.dumps(shaped, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def failing_alert_bytes(failing: FailingDestination, fired_at: datetime) -> bytes:

@@ -16,6 +16,9 @@ How it keeps its promises:
   lets the destination apply it once.
 - **Bounded memory.** At most ``max_in_flight_per_partition`` records per partition are held;
   a partition at its limit is paused and resumed when half of them finished.
+- **Each destination's own shape.** The body is the canonical delivery, except where the
+  policy's ``request_builders`` name a destination (the national portal gets its status sync);
+  a delivery its builder refuses is parked as ``delivery_unmappable``.
 - **One dead agency does not slow the others.** Each destination has its own HTTP connection
   pool, concurrency limit and circuit breaker; while its circuit is open its deliveries wait
   without using attempts, and a delivery that waited ``max_wait_seconds`` is parked so the
@@ -55,6 +58,7 @@ from lienthong.connectors.delivery.records import (
     failing_alert_bytes,
     hub_topic,
     read_delivery,
+    request_body,
 )
 from lienthong.connectors.http import NO_RETRY, RequestSigner, make_async_client
 from lienthong.connectors.http.client import retry_after_seconds
@@ -69,6 +73,7 @@ REJECTED = "delivery_rejected"  # the destination answered a permanent 4xx
 EXHAUSTED = "delivery_exhausted"  # every attempt failed
 UNAVAILABLE = "destination_unavailable"  # the circuit stayed open past max_wait_seconds
 NO_ENDPOINT = "no_endpoint"  # the catalogue has no endpoint for the destination
+UNMAPPABLE = "delivery_unmappable"  # the destination's request shape cannot be built from it
 
 EndpointLookup = Callable[[str], str | None]
 
@@ -364,6 +369,12 @@ class DeliveryService:
             await self._park(item, NO_ENDPOINT,
                              f"the catalogue has no endpoint for {delivery.destination}")
             return
+        try:
+            body = request_body(delivery, self.policy.request_builders)
+        except (ValueError, TypeError, KeyError) as exc:  # retrying cannot change the shape
+            await self._park(item, UNMAPPABLE,
+                             f"no {delivery.destination} request can be built from it: {exc}")
+            return
         dest = self._destination(delivery.destination)
         delays = self.policy.retry.delays(self.rng)
         deadline = item.read_at + self.policy.max_wait_seconds
@@ -377,7 +388,7 @@ class DeliveryService:
                 return
             try:
                 async with dest.limit:
-                    result = await self._attempt(dest, endpoint, delivery)
+                    result = await self._attempt(dest, endpoint, delivery, body)
             except BaseException:
                 dest.breaker.release(permit)
                 raise
@@ -415,11 +426,11 @@ class DeliveryService:
                 await asyncio.wait_for(dest.changed.wait(), timeout)
 
     async def _attempt(self, dest: _Destination, endpoint: str,
-                       delivery: OutboundDelivery) -> _Attempt:
+                       delivery: OutboundDelivery, body: bytes) -> _Attempt:
         headers = {"Content-Type": "application/json",
                    "Idempotency-Key": delivery.delivery_id}
         try:
-            response = await dest.client.post(endpoint, content=delivery.body, headers=headers)
+            response = await dest.client.post(endpoint, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             return _Attempt(Outcome.RETRY, "timeout", f"timeout ({type(exc).__name__})")
         except httpx.TransportError as exc:

@@ -5,8 +5,8 @@ catalogue on one port, for demos and tests.
         --write-catalog var/province-doubles.json
 
 ``--write-catalog`` writes the catalogue with every endpoint pointing at this server
-(``http://HOST:PORT/agencies/{code}/inbox``, ``/vnpost/inbox``, ``/dvcqg/inbox``), ready for
-``lienthong delivery --catalog``.
+(``http://HOST:PORT/agencies/{code}/inbox``, ``/vnpost/inbox``, ``/dvcqg/api/status-sync``),
+ready for ``lienthong delivery --catalog``.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
                 json.dumps(moved.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
         print(f"lienthong doubles listening on {base}: {len(doubles.agencies.inboxes)} agency "
               f"inboxes at {base}/agencies/{{code}}/inbox, VNPost {base}/vnpost/inbox, "
-              f"DVCQG {base}/dvcqg/inbox; stats {base}/stats"
+              f"DVCQG {base}/dvcqg/api/status-sync; stats {base}/stats"
               + (f"; catalogue written to {args.write_catalog}" if args.write_catalog else ""),
               flush=True)
         stop = stop or asyncio.Event()

@@ -9,9 +9,9 @@ Routes (under ``/dvcqg``):
   or 404.
 - ``POST /api/status-query``: ``{"MaHoSo": [codes]}`` → ``{"items": [{"MaHoSo",
   "TrangThaiHoSo"|null, ...}]}`` (batch lookup for reconciliation).
-- ``POST /inbox``: a hub ``portal_status`` delivery as the generic delivery service POSTs it,
-  mapped with the adapter's ``to_portal_request`` (so the catalogue's ``DVCQG`` endpoint can
-  point here directly).
+- ``POST /inbox``: a hub ``portal_status`` delivery in the generic envelope, mapped with the
+  adapter's ``to_portal_request`` (for a client that does not shape its requests; the delivery
+  service POSTs the status-sync shape to ``/api/status-sync`` itself).
 - ``POST /control``: ``{"set": {"MaHoSo": code, "TrangThaiHoSo": n}}`` overwrites a status (to
   make drift on purpose); also the fault keys of an agency double.
 """

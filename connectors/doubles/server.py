@@ -34,8 +34,8 @@ def endpoint_for(base_url: str, code: str) -> str:
     base = base_url.rstrip("/")
     if code == POSTAL:
         return f"{base}/vnpost/inbox"
-    if code == PORTAL:
-        return f"{base}/dvcqg/inbox"
+    if code == PORTAL:  # the delivery service sends the portal its own status-sync shape
+        return f"{base}/dvcqg/api/status-sync"
     return f"{base}/agencies/{code}/inbox"
 
 

@@ -161,6 +161,6 @@ def test_catalogue_endpoints_can_point_at_the_doubles_server() -> None:
     moved = point_catalogue_at(cat, "http://127.0.0.1:9800/")
     assert moved.agency(A).endpoint == f"http://127.0.0.1:9800/agencies/{A}/inbox"
     assert moved.agency("VNPOST").endpoint == "http://127.0.0.1:9800/vnpost/inbox"
-    assert moved.agency("DVCQG").endpoint == "http://127.0.0.1:9800/dvcqg/inbox"
+    assert moved.agency("DVCQG").endpoint == "http://127.0.0.1:9800/dvcqg/api/status-sync"
     assert moved.agency("000.00.00.H99").endpoint is None  # none before, none after
     assert len(moved.procedures) == len(cat.procedures)
