@@ -38,6 +38,8 @@ register("dashboard", "lienthong.services.ops.cli",
          "serve the operations dashboard; manage its operators (dashboard users add NAME)")
 register("report", "lienthong.services.ops.report_cli",
          "export the agency scoreboard and Decision 766 table for a period (CSV or Excel)")
+register("notify", "lienthong.connectors.notify.cli",
+         "send alerts to the agency responsible (webhook or e-mail) and a daily digest")
 register("deadletter", "lienthong.connectors.delivery.deadletter_cli",
          "list parked messages or re-send them (deadletter list|resend)")
 register("doubles", "lienthong.connectors.doubles.cli",

@@ -16,6 +16,8 @@ stricter JSON parser). The shape (DESIGN section 5)::
         level: commune                          # one of LEVELS
         parent: "000.00.00.H99"                 # optional; must be listed; no cycles
         endpoint: "https://…/lienthong/inbox"   # optional; where deliveries go
+        alert_webhook: "https://…/alerts"      # optional; where its alerts are posted
+        alert_email: "motcua@hoabinh.h99.gov.vn" # optional; where its alerts are mailed
     procedures:
       - code: "1.001193"                        # national procedure code
         name: "…"
@@ -86,6 +88,8 @@ class Agency:
     level: str
     parent: str | None = None
     endpoint: str | None = None
+    alert_webhook: str | None = None    # alerts about this agency are posted here (JSON)
+    alert_email: str | None = None      # ... and/or mailed here, with the daily digest
 
 
 @dataclass(frozen=True)
@@ -249,7 +253,9 @@ class Catalogue:
             },
             "agencies": [
                 {k: v for k, v in (("code", a.code), ("name", a.name), ("level", a.level),
-                                   ("parent", a.parent), ("endpoint", a.endpoint))
+                                   ("parent", a.parent), ("endpoint", a.endpoint),
+                                   ("alert_webhook", a.alert_webhook),
+                                   ("alert_email", a.alert_email))
                  if v is not None}
                 for a in self.agencies.values()
             ],
@@ -367,7 +373,10 @@ _URL = re.compile(r"^https?://[^\s/]+(?:/\S*)?$")
 _TOP_FIELDS = {"province", "calendar", "agencies", "procedures"}
 _CALENDAR_FIELDS = {"timezone", "office_hours", "extra_days_off", "extra_working_days",
                     "due_soon_hours"}
-_AGENCY_FIELDS = {"code", "name", "level", "parent", "endpoint"}
+_AGENCY_FIELDS = {"code", "name", "level", "parent", "endpoint", "alert_webhook",
+                  "alert_email"}
+# One mailbox (a person or a distribution list); deliberately loose beyond the shape.
+_EMAIL = re.compile(r"^[^@\s,;<>]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _PROCEDURE_FIELDS = {"code", "name", "total", "same_day_cutoff", "on_supplement", "steps",
                      "effective_from"}
 _STEP_FIELDS = {"agency", "allot"}
@@ -639,6 +648,20 @@ class _Parser:
                 if endpoint is not None and not _URL.match(endpoint):
                     self.problem(_join(path, "endpoint"),
                                  f"endpoint {endpoint!r} must be an http:// or https:// URL")
+            webhook = m.get("alert_webhook")
+            if webhook is not None:
+                webhook = self.text(webhook, _join(path, "alert_webhook"))
+                if webhook is not None and not _URL.match(webhook):
+                    self.problem(_join(path, "alert_webhook"),
+                                 f"alert_webhook {webhook!r} must be an http:// or https:// URL")
+                    webhook = None
+            email = m.get("alert_email")
+            if email is not None:
+                email = self.text(email, _join(path, "alert_email"))
+                if email is not None and not _EMAIL.match(email):
+                    self.problem(_join(path, "alert_email"),
+                                 f"alert_email {email!r} must be one e-mail address")
+                    email = None
             if code is None:
                 continue
             if code in found:
@@ -647,7 +670,8 @@ class _Parser:
                              f"(first at agencies[{found[code][0]}])")
                 continue
             if name is not None and level in LEVELS:
-                found[code] = (i, Agency(code, name, cast(str, level), parent, endpoint))
+                found[code] = (i, Agency(code, name, cast(str, level), parent, endpoint,
+                                         webhook, email))
         self.parents(items, found)
         return {code: agency for code, (_, agency) in found.items()}
 
