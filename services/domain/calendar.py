@@ -17,6 +17,15 @@ cumulative working time at each window's close. An instant's *position* in the y
 time since the year began) is one bisect; adding working time is the inverse, one more bisect.
 Microseconds keep ``timedelta`` arithmetic exact, so adding an amount and measuring it back
 always gives the same amount.
+
+The fast path: consecutive years in which the zone keeps one UTC offset (Việt Nam has kept
++07:00 since 1975) form a *span* whose windows are aware datetimes in the province's zone, with
+the cumulative working time at each close. Datetimes sharing one ``tzinfo`` compare and
+subtract by their wall clocks without asking the zone for offsets, which is exact where the
+offset is constant, so an instant in the span costs one or two bisects and a few ``timedelta``
+operations, with no conversion to epoch numbers and back. Instants outside a span (a year with
+a daylight-saving change, or an offset different from the span's) take the epoch-microsecond
+tables.
 """
 
 from __future__ import annotations
@@ -37,6 +46,10 @@ DEFAULT_OFFICE_HOURS: tuple[tuple[time, time], ...] = (
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+_ZERO = timedelta(0)
+_HALF_HOUR = timedelta(minutes=30)
+# The span grows year by year; an instant further than this from it takes the slow path.
+_MAX_SPAN_GAP = 50
 # A calendar whose every day is off would make add_working_time search forever.
 _MAX_EMPTY_YEARS = 20
 
@@ -138,8 +151,20 @@ class WorkingCalendar:
         self.country = country
         self._timezone_name = timezone
         self._years: dict[int, _Year] = {}
+        # The span (fast path, see the module docstring): years _first.._last, local
+        # instants [_lo, _hi), windows and cumulative working time from _lo at each close.
+        self._offsets: dict[int, timedelta | None] = {}
+        self._first: int | None = None
+        self._last: int | None = None
+        self._offset: timedelta | None = None
+        self._lo = self._hi = datetime(2000, 1, 1, tzinfo=self.tz)
+        self._opens: list[datetime] = []
+        self._closes: list[datetime] = []
+        self._cum: list[timedelta] = []
+        self._empty_tail = 0  # empty years at the span's end
         for year in years or ():
             self._year(year)
+            self._reach(year)
 
     def __repr__(self) -> str:
         hours = ", ".join(f"{o:%H:%M}-{c:%H:%M}" for o, c in self.office_hours)
@@ -163,7 +188,7 @@ class WorkingCalendar:
 
     def local_date(self, t: datetime) -> date:
         """The province's calendar date at instant ``t``."""
-        return t.astimezone(self.tz).date()
+        return (t if t.tzinfo is self.tz else t.astimezone(self.tz)).date()
 
     def windows_on(self, d: date) -> tuple[tuple[datetime, datetime], ...]:
         """The working windows of day ``d`` as (open, close) instants; empty on a day off."""
@@ -182,14 +207,25 @@ class WorkingCalendar:
 
     def is_working_instant(self, t: datetime) -> bool:
         """Whether ``t`` lies inside a working window [open, close)."""
-        table = self._year(t.astimezone(self.tz).year)
+        local = self._local(t)
+        if self._covers(local):
+            j = bisect_right(self._opens, local) - 1
+            return j >= 0 and local < self._closes[j]
+        table = self._year(local.year)
         us = _to_us(t)
         j = bisect_right(table.opens, us) - 1
         return j >= 0 and us < table.closes[j]
 
     def next_opening(self, t: datetime) -> datetime:
         """``t`` itself if inside [open, close); else the next window's opening."""
-        year = t.astimezone(self.tz).year
+        local = self._local(t)
+        if self._covers(local):
+            closes = self._closes
+            j = bisect_right(closes, local)
+            if j < len(closes) or self._grow_past(j):
+                opening = self._opens[j]
+                return t if opening <= local else opening
+        year = local.year
         us = _to_us(t)
         table = self._year(year)
         j = bisect_right(table.closes, us)
@@ -204,10 +240,48 @@ class WorkingCalendar:
         opening. A due landing exactly on a window's end is that end. A zero amount returns
         ``start`` unchanged (the caller decides whether that start moves, rule 3).
         """
-        if amount < timedelta(0):
+        if amount < _ZERO:
             raise ValueError(f"cannot add a negative working time ({amount})")
         if not amount:
             return start
+        local = self._local(start)
+        if self._covers(local):
+            closes, cum = self._closes, self._cum
+            j = bisect_right(closes, local)
+            if j < len(closes) or self._grow_past(j):
+                opening, close = self._opens[j], closes[j]
+                # The working time from the span's start to the clock start, plus the amount.
+                target = cum[j] - (close - (local if local > opening else opening)) + amount
+                while target > cum[-1]:
+                    if not self._grow():
+                        break
+                else:
+                    i = bisect_left(cum, target)
+                    return closes[i] - (cum[i] - target)
+        return self._add_slow(start, amount)
+
+    def working_time_between(self, a: datetime, b: datetime) -> timedelta:
+        """Working time from ``a`` to ``b``; zero if ``b`` is not after ``a``."""
+        la, lb = self._local(a), self._local(b)
+        if self._covers(la) and self._covers(lb):
+            if lb <= la:
+                return _ZERO
+            return self._position(lb) - self._position(la)
+        a_us, b_us = _to_us(a), _to_us(b)
+        if b_us <= a_us:
+            return _ZERO
+        ya, yb = la.year, lb.year
+        if ya == yb:
+            table = self._year(ya)
+            return timedelta(microseconds=table.position(b_us) - table.position(a_us))
+        first = self._year(ya)
+        total = first.total - first.position(a_us)
+        total += sum(self._year(y).total for y in range(ya + 1, yb))
+        total += self._year(yb).position(b_us)
+        return timedelta(microseconds=total)
+
+    def _add_slow(self, start: datetime, amount: timedelta) -> datetime:
+        """add_working_time over the epoch-microsecond tables (any zone, any year)."""
         year, opening = self._next_opening_us(start.astimezone(self.tz).year, _to_us(start))
         table = self._year(year)
         target = table.position(opening) + amount // _US
@@ -222,20 +296,121 @@ class WorkingCalendar:
         i = bisect_left(table.cum_after, target)
         return self._from_us(table.closes[i] - (table.cum_after[i] - target))
 
-    def working_time_between(self, a: datetime, b: datetime) -> timedelta:
-        """Working time from ``a`` to ``b``; zero if ``b`` is not after ``a``."""
-        a_us, b_us = _to_us(a), _to_us(b)
-        if b_us <= a_us:
-            return timedelta(0)
-        ya, yb = a.astimezone(self.tz).year, b.astimezone(self.tz).year
-        if ya == yb:
-            table = self._year(ya)
-            return timedelta(microseconds=table.position(b_us) - table.position(a_us))
-        first = self._year(ya)
-        total = first.total - first.position(a_us)
-        total += sum(self._year(y).total for y in range(ya + 1, yb))
-        total += self._year(yb).position(b_us)
-        return timedelta(microseconds=total)
+    def _local(self, t: datetime) -> datetime:
+        """``t`` in the province's zone (itself when already there); naive instants refused."""
+        tz = t.tzinfo
+        if tz is self.tz:
+            return t
+        if tz is None or t.utcoffset() is None:
+            raise ValueError(f"instant {t.isoformat()} has no time zone")
+        return t.astimezone(self.tz)
+
+    # -- the span (fast path) -----------------------------------------------------------------
+
+    def _covers(self, local: datetime) -> bool:
+        """Whether local instant ``local`` (in ``tz``) lies in the span, growing it if need be."""
+        if self._lo <= local < self._hi:
+            return True
+        return self._reach(local.year)
+
+    def _position(self, local: datetime) -> timedelta:
+        """Working time from the span's start to ``local`` (inside the span)."""
+        j = bisect_right(self._opens, local) - 1
+        if j < 0:
+            return _ZERO
+        close = self._closes[j]
+        cum = self._cum[j]
+        return cum if local >= close else cum - (close - local)
+
+    def _reach(self, year: int) -> bool:
+        """Grow the span to take in ``year``; False if that year cannot join it."""
+        if self._first is None or self._last is None:
+            offset = self._fixed_offset(year)
+            if offset is None:
+                return False
+            self._offset = offset
+            self._first, self._last = year, year - 1
+            self._lo = self._hi = datetime(year, 1, 1, tzinfo=self.tz)
+        if year > self._last:
+            if year - self._last > _MAX_SPAN_GAP:
+                return False
+            while self._last < year:
+                if not self._grow():
+                    return False
+            return True
+        if self._first - year > _MAX_SPAN_GAP or any(
+                self._fixed_offset(y) != self._offset for y in range(year, self._first)):
+            return False
+        # Earlier years: rebuild the lists from the new first year on.
+        last = self._last
+        self._first, self._last = year, year - 1
+        self._lo = self._hi = datetime(year, 1, 1, tzinfo=self.tz)
+        self._opens, self._closes, self._cum = [], [], []
+        self._empty_tail = 0
+        while self._last < last:
+            if not self._grow():
+                return False
+        return True
+
+    def _grow(self) -> bool:
+        """Append the year after the span's last (in place); False if it cannot join."""
+        last = self._last
+        if last is None or self._fixed_offset(last + 1) != self._offset:
+            return False
+        if self._empty_tail > _MAX_EMPTY_YEARS:
+            return False  # the slow path says why
+        year = last + 1
+        opens, closes = self._span_windows(year)
+        total = self._cum[-1] if self._cum else _ZERO
+        cum = self._cum
+        for o, c in zip(opens, closes, strict=True):
+            total += c - o
+            cum.append(total)
+        self._opens.extend(opens)
+        self._closes.extend(closes)
+        self._empty_tail = 0 if opens else self._empty_tail + 1
+        self._last = year
+        self._hi = datetime(year + 1, 1, 1, tzinfo=self.tz)
+        return True
+
+    def _grow_past(self, j: int) -> bool:
+        """Grow the span until it has a window at index ``j``; False if it cannot."""
+        while j >= len(self._closes):
+            if not self._grow():
+                return False
+        return True
+
+    def _fixed_offset(self, year: int) -> timedelta | None:
+        """The zone's UTC offset through local year ``year`` if it never changes; else None.
+
+        Sampled every half hour of the year's wall clock: zones change offsets on whole or half
+        hours and keep a new offset for months, so a change shows in the samples.
+        """
+        if year in self._offsets:
+            return self._offsets[year]
+        t = datetime(year, 1, 1, tzinfo=self.tz)
+        offset = t.utcoffset()
+        end = datetime(year + 1, 1, 1, tzinfo=self.tz)
+        while offset is not None and t < end:
+            if t.utcoffset() != offset:
+                offset = None
+            t += _HALF_HOUR
+        self._offsets[year] = offset
+        return offset
+
+    def _span_windows(self, year: int) -> tuple[list[datetime], list[datetime]]:
+        opens: list[datetime] = []
+        closes: list[datetime] = []
+        d = date(year, 1, 1)
+        one_day = timedelta(days=1)
+        combine, tz = datetime.combine, self.tz
+        while d.year == year:
+            if self.is_working_day(d):
+                for o, c in self.office_hours:
+                    opens.append(combine(d, o, tzinfo=tz))
+                    closes.append(combine(d, c, tzinfo=tz))
+            d += one_day
+        return opens, closes
 
     # -- changes ------------------------------------------------------------------------------
 
