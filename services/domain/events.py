@@ -125,6 +125,51 @@ class Event:
     status: str | None = None
 
 
+class _Draft:
+    """An :class:`Event` being built: the same slots, without the frozen ``__setattr__``.
+
+    Once filled in it becomes an Event by ``__class__`` assignment (the layouts are the same),
+    several times cheaper than the frozen dataclass's ``__init__``, which sets each of the 18
+    fields through ``object.__setattr__``; parsing is on the hot path of every event.
+    """
+
+    __slots__ = (
+        "agency",
+        "amount_vnd",
+        "applicant",
+        "appointment_at",
+        "at",
+        "channel",
+        "decision",
+        "dossier",
+        "event_id",
+        "leg",
+        "new_due_at",
+        "note",
+        "procedure",
+        "reason",
+        "status",
+        "to_agency",
+        "tracking_number",
+        "type",
+    )
+
+    def __init__(self, event_id: str, etype: str, dossier: str, at: datetime,
+                 agency: str) -> None:
+        self.event_id = event_id
+        self.type = etype
+        self.dossier = dossier
+        self.at = at
+        self.agency = agency
+        self.procedure = self.channel = self.applicant = self.appointment_at = None
+        self.to_agency = self.note = self.reason = self.amount_vnd = self.new_due_at = None
+        self.decision = self.tracking_number = self.leg = self.status = None
+
+    def done(self) -> Event:
+        self.__class__ = Event  # type: ignore[assignment]
+        return self  # type: ignore[return-value]
+
+
 # Identifier shapes repeat across events (a province has a few hundred agencies, a dossier has
 # several events); remember the good ones so the hot path pays for each regex about once.
 # Bounded (emptied when full) so hostile input cannot grow them.
@@ -151,8 +196,8 @@ def _code(data: Mapping[str, Any], name: str, good: set[str],
           problem_of: Callable[[object], str | None]) -> str:
     """An identifier checked by ``problem_of``, remembered in ``good`` once found good."""
     value = data[name]
-    if value in good:
-        return value  # type: ignore[no-any-return]
+    if type(value) is str and value in good:
+        return value
     problem = problem_of(value)
     if problem:
         raise InvalidEvent(name, problem)
@@ -216,10 +261,13 @@ def parse_event(data: Mapping[str, Any], tz: tzinfo | None = None) -> Event:
     """
     if not isinstance(data, Mapping):
         raise InvalidEvent("", "an event must be a JSON object")
-    etype = data.get("type")
-    allowed = _ALLOWED.get(etype) if isinstance(etype, str) else None
-    if allowed is None:
+    etype: Any = data.get("type")
+    spec = _SPECS.get(etype) if isinstance(etype, str) else None
+    if spec is None:
         raise InvalidEvent("type", f"{etype!r} is not one of {', '.join(EVENT_TYPES)}")
+    allowed, fields = spec
+    if type(etype) is not str:
+        etype = str(etype)
     if not data.keys() <= allowed:
         for key in data:
             if key not in allowed:
@@ -228,27 +276,37 @@ def parse_event(data: Mapping[str, Any], tz: tzinfo | None = None) -> Event:
                         continue
                     raise InvalidEvent(key, f"is not a field of a {etype} event")
                 raise InvalidEvent(str(key), "is not a field of any event")
-    for name in COMMON_FIELDS:
-        if data.get(name) is None:
-            raise InvalidEvent(name, "is required")
-    event_id = data["event_id"]
+    get = data.get
+    event_id, dossier, at, agency = get("event_id"), get("dossier"), get("at"), get("agency")
+    if event_id is None or dossier is None or at is None or agency is None:
+        for name in COMMON_FIELDS:
+            if get(name) is None:
+                raise InvalidEvent(name, "is required")
     if not isinstance(event_id, str) or not _UUID.match(event_id):
         raise InvalidEvent("event_id", "must be a UUID like 5b1e7c1e-0d4e-4c9a-9d3e-2f1a0b9c8d7e")
-    dossier = _code(data, "dossier", _GOOD_DOSSIERS, dossier_code_problem)
-    at = _instant(data, "at")
+    if type(dossier) is not str or dossier not in _GOOD_DOSSIERS:
+        dossier = _code(data, "dossier", _GOOD_DOSSIERS, dossier_code_problem)
+    if type(at) is str:
+        try:
+            instant = datetime.fromisoformat(at)
+        except ValueError:
+            instant = _instant(data, "at")  # raises with the reason
+        if instant.tzinfo is None:
+            instant = _instant(data, "at")  # raises with the reason
+    else:
+        instant = _instant(data, "at")
     if tz is not None:
-        at = at.astimezone(tz)
-    agency = _agency(data, "agency")
-    extra: dict[str, Any] = {}
-    etype = str(etype)
-    for name, required in TYPE_FIELDS[etype]:
-        if data.get(name) is None:
+        instant = instant.astimezone(tz)
+    if type(agency) is not str or agency not in _GOOD_AGENCIES:
+        agency = _agency(data, "agency")
+    draft = _Draft(event_id.lower(), etype, dossier, instant, agency)
+    for name, required, parse in fields:
+        if get(name) is None:
             if required:
                 raise InvalidEvent(name, f"is required for a {etype} event")
             continue
-        extra[name] = _FIELD_PARSERS[name](data, name, etype)
-    return Event(event_id=event_id.lower(), type=etype, dossier=dossier, at=at, agency=agency,
-                 **extra)
+        setattr(draft, name, parse(data, name, etype))
+    return draft.done()
 
 
 def _procedure(data: Mapping[str, Any], name: str, _t: str) -> str:
@@ -259,7 +317,9 @@ def _channel(data: Mapping[str, Any], name: str, etype: str) -> str:
     return _choice(data, name, RECEIVED_CHANNELS if etype == "received" else RETURN_CHANNELS)
 
 
-_FIELD_PARSERS: dict[str, Any] = {
+_FieldParser = Callable[[Mapping[str, Any], str, str], object]
+
+_FIELD_PARSERS: dict[str, _FieldParser] = {
     "procedure": _procedure,
     "channel": _channel,
     "applicant": lambda d, n, _t: _applicant(d, n),
@@ -273,6 +333,12 @@ _FIELD_PARSERS: dict[str, Any] = {
     "tracking_number": lambda d, n, _t: _text(d, n),
     "leg": lambda d, n, _t: _choice(d, n, POSTAL_LEGS),
     "status": lambda d, n, _t: _choice(d, n, POSTAL_STATUSES),
+}
+
+# Per type: the fields it may carry, and its own fields with whether required and their parser.
+_SPECS: dict[str, tuple[frozenset[str], tuple[tuple[str, bool, _FieldParser], ...]]] = {
+    t: (_ALLOWED[t], tuple((n, r, _FIELD_PARSERS[n]) for n, r in f))
+    for t, f in TYPE_FIELDS.items()
 }
 
 
