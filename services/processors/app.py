@@ -19,6 +19,7 @@ from typing import Any
 
 import faust
 from faust.serializers.codecs import Codec
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lienthong.schemas import topics
@@ -188,15 +189,36 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
                 log.exception("could not write a batch's outputs; stopping the worker")
                 os._exit(70)
 
+    # Partitions of dossier.events this worker owns, split into those whose backlog (records
+    # already on Kafka when they were assigned) is not applied yet, and those that are live.
+    catching_up: set[int] = set()
+    live: set[int] = set()
+
+    async def catch_up() -> None:
+        """Move partitions whose applied position reached the log end to ``live``."""
+        tps = [TP(names.events, p) for p in catching_up]
+        ends = await app.consumer.highwaters(*tps)
+        committed = getattr(app.consumer, "_committed_offset", {})
+        for tp in tps:
+            end = ends.get(tp)
+            done = max(tracker.processed.get(tp.partition, 0), committed.get(tp) or 0)
+            if end is not None and done >= end:
+                catching_up.discard(tp.partition)
+                live.add(tp.partition)
+                log.info("partition %d caught up at offset %d: sweeping it", tp.partition, done)
+
     @app.timer(SWEEP_INTERVAL)
     async def sweep() -> None:
         """Deadline sweeper: raises due_soon/overdue alerts on wall-clock time."""
-        if not app.rebalancing:
-            try:
-                await tracker.sweep()
-            except Exception:
-                log.exception("could not write swept alerts; stopping the worker")
-                os._exit(70)
+        if app.rebalancing:
+            return
+        try:
+            if catching_up:
+                await catch_up()
+            await tracker.sweep(partitions=live)
+        except Exception:
+            log.exception("could not write swept alerts; stopping the worker")
+            os._exit(70)
 
     @table.on_recover
     async def reindex() -> None:
@@ -204,6 +226,9 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
                  if tp.topic == names.events}
         async with tracker.lock:
             count = tracker.rebuild_index(owned)
+        live.clear()
+        catching_up.clear()
+        catching_up.update(owned)
         log.info("deadline index rebuilt: %d dossiers on partitions %s", count, sorted(owned))
 
     @app.page("/metrics")
@@ -222,4 +247,8 @@ def run_worker(worker: Worker, loglevel: str = "info") -> None:
     from faust.worker import Worker as FaustWorker
 
     asyncio.set_event_loop(asyncio.new_event_loop())
-    FaustWorker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    runner = FaustWorker(worker.app, loglevel=loglevel, quiet=True)
+    # faust's terminal spinner sets the root logger to DEBUG at levels >= WARNING (to spin on
+    # every record): every debug line of faust and aiokafka would then build a log record.
+    runner.spinner = None
+    runner.execute_from_commandline()

@@ -10,7 +10,7 @@ dossier. Dossier codes are the table's own key strings, so the index stores no c
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 
 class DeadlineIndex:
@@ -36,10 +36,14 @@ class DeadlineIndex:
         self._next[dossier] = (partition, at)
         heapq.heappush(self._heaps.setdefault(partition, []), (at, dossier))
 
-    def pop_due(self, now: float, limit: int = 10_000) -> list[tuple[int, str]]:
-        """Remove and return (partition, dossier) of alarms at or before ``now``."""
+    def pop_due(self, now: float, limit: int = 10_000,
+                partitions: Collection[int] | None = None) -> list[tuple[int, str]]:
+        """Remove and return (partition, dossier) of alarms at or before ``now``, of the given
+        ``partitions`` only (default: all)."""
         due: list[tuple[int, str]] = []
         for partition, heap in self._heaps.items():
+            if partitions is not None and partition not in partitions:
+                continue
             while heap and heap[0][0] <= now and len(due) < limit:
                 at, dossier = heapq.heappop(heap)
                 if self._next.get(dossier) == (partition, at):
