@@ -4,6 +4,7 @@
     lienthong dashboard --demo                       # sample data, a one-off admin password
     lienthong dashboard users add NAME --role operator --agency 000.00.20.H99 --users users.yaml
     lienthong dashboard users list --users users.yaml
+    lienthong dashboard users set NAME --role viewer --no-personal-data --users users.yaml
 
 Without ``--demo`` the dashboard refuses to start without a users file: there is no default
 password. The session secret comes from ``--secret-file`` (sessions survive restarts) or is
@@ -67,13 +68,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ls = usub.add_parser("list", help="print operators (never hashes)")
     rm = usub.add_parser("remove", help="remove an operator")
     rm.add_argument("name")
-    for p in (add, ls, rm):
+    st = usub.add_parser("set", help="change an operator's role, agency or personal-data "
+                         "right (the password stays)")
+    st.add_argument("name")
+    st.add_argument("--role", choices=("admin", "operator", "viewer"), default=None)
+    st.add_argument("--agency", default=None,
+                    help="agency code; 'province' for the whole province")
+    st.add_argument("--personal-data", dest="personal_data", action="store_true",
+                    default=None, help="may see applicants' names and ID numbers")
+    st.add_argument("--no-personal-data", dest="personal_data", action="store_false")
+    for p in (add, ls, rm, st):
         # accepted after the action too: "dashboard users add NAME --users FILE"
         p.add_argument("--users", type=Path, default=argparse.SUPPRESS,
                        help="operator accounts file")
 
 
 def _users_command(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from lienthong.services.ops.audit import AuditLog
     from lienthong.services.ops.auth import (
         USERNAME,
         Operator,
@@ -96,11 +109,30 @@ def _users_command(args: argparse.Namespace) -> int:
             print(f"{u.username}\t{u.role}\t{u.agency or '*'}\t"
                   f"{'personal-data' if u.may_see_personal_data else '-'}")
         return 0
+    # Account changes are audited beside sign-ins: who (the system user) changed whom.
+    audit = AuditLog(args.audit_log)
+    actor = f"cli:{getpass.getuser()}"
     if args.users_action == "remove":
         if users.pop(args.name, None) is None:
             print(f"no operator {args.name!r}", file=sys.stderr)
             return 1
         save_users(args.users, users.values())
+        audit.record("operator_removed", actor, operator=args.name)
+        return 0
+    if args.users_action == "set":
+        old = users.get(args.name)
+        if old is None:
+            print(f"no operator {args.name!r}", file=sys.stderr)
+            return 1
+        agency = old.agency if args.agency is None else (
+            None if args.agency == "province" else args.agency)
+        new = replace(old, role=args.role or old.role, agency=agency,
+                      may_see_personal_data=old.may_see_personal_data
+                      if args.personal_data is None else args.personal_data)
+        users[args.name] = new
+        save_users(args.users, users.values())
+        audit.record("operator_changed", actor, operator=args.name, role=new.role,
+                     agency=new.agency, may_see_personal_data=new.may_see_personal_data)
         return 0
     if not USERNAME.match(args.name):
         print("usernames are letters, digits and . _ @ -", file=sys.stderr)
@@ -118,6 +150,8 @@ def _users_command(args: argparse.Namespace) -> int:
     users[args.name] = Operator(args.name, hash_password(password), args.role, args.agency,
                                 args.personal_data)
     save_users(args.users, users.values())
+    audit.record("operator_saved", actor, operator=args.name, role=args.role,
+                 agency=args.agency, may_see_personal_data=args.personal_data)
     print(f"operator {args.name} saved to {args.users}", file=sys.stderr)
     return 0
 
