@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 
 from lienthong.connectors.doubles.server import Doubles, point_catalogue_at, running
 from lienthong.connectors.http import KeysFileError, load_keyring
+from lienthong.connectors.http.serving import stop_on_signals
 from lienthong.services.domain.catalogue import CatalogueError, load_catalogue
 from lienthong.services.settings import Settings
 
@@ -92,10 +91,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
               + (f"; catalogue written to {args.write_catalog}" if args.write_catalog else ""),
               flush=True)
         stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        stop_on_signals(stop)
         await stop.wait()
         totals = doubles.stats()["totals"]
     print(f"lienthong doubles stopped: {json.dumps(totals)}", flush=True)

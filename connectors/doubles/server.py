@@ -23,6 +23,7 @@ from aiohttp import web
 from lienthong.connectors.doubles.agencies import AgencyDoubles
 from lienthong.connectors.doubles.dvcqg import PortalDouble
 from lienthong.connectors.doubles.vnpost import VNPostDouble
+from lienthong.connectors.http.serving import listening
 from lienthong.services.domain.catalogue import Catalogue, parse_catalogue
 from lienthong.services.domain.routing import PORTAL, POSTAL
 
@@ -129,13 +130,5 @@ class Doubles:
 async def running(doubles: Doubles, host: str = "127.0.0.1",
                   port: int = 0) -> AsyncIterator[str]:
     """Serve ``doubles`` on ``host:port`` (0: a free port); yields the base URL."""
-    runner = web.AppRunner(doubles.build_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = getattr(site._server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    try:
-        yield f"http://{host}:{bound}"
-    finally:
-        await runner.cleanup()
+    async with listening(doubles.build_app(), host, port) as url:
+        yield url

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -32,6 +32,21 @@ def bound_port(site: web.TCPSite, asked: int) -> int:
     return int(sockets[0].getsockname()[1]) if sockets else asked
 
 
+@contextlib.asynccontextmanager
+async def listening(app: web.Application, host: str = "127.0.0.1",
+                    port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` (0: a free port) while the block runs; yields the base
+    URL ``http://host:port``. Used by the servers below, the doubles and the tests."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        yield f"http://{host}:{bound_port(site, port)}"
+    finally:
+        await runner.cleanup()
+
+
 async def serve_app(app: web.Application, host: str, port: int, *,
                     banner: Callable[[int], str],
                     stop: asyncio.Event | None = None) -> None:
@@ -40,14 +55,8 @@ async def serve_app(app: web.Application, host: str, port: int, *,
     ``banner(bound_port)`` is printed (flushed) once the socket listens, so a parent process or
     a test can read the port from the first line of output.
     """
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    print(banner(bound_port(site, port)), flush=True)
-    stop = stop or asyncio.Event()
-    stop_on_signals(stop)
-    try:
+    async with listening(app, host, port) as url:
+        print(banner(int(url.rsplit(":", 1)[1])), flush=True)
+        stop = stop or asyncio.Event()
+        stop_on_signals(stop)
         await stop.wait()
-    finally:
-        await runner.cleanup()

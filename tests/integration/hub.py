@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from lienthong.connectors.gateway import KafkaSink, Publisher, Spool, build_app
 from lienthong.connectors.http import KeyRing
+from lienthong.connectors.http.serving import listening
 from lienthong.connectors.postal.webhook import mount_postal
 from lienthong.schemas import codec, topics
 from lienthong.schemas.codec import encode_event
@@ -175,12 +175,5 @@ async def running_gateway(bootstrap: str, topic: str, keys: KeyRing, spool_dir: 
     app = build_app(keys=keys, encode=encode_event, publisher=publisher)
     if postal:
         mount_postal(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", publisher
-    finally:
-        await runner.cleanup()
+    async with listening(app) as url:
+        yield url, publisher

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from lienthong.connectors.doubles import Doubles, point_catalogue_at, running
 from lienthong.connectors.http import AgencyKey, KeyRing, NonceCache, verify_request
+from lienthong.connectors.http.serving import listening
 from lienthong.services.domain.catalogue import load_catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,13 +126,8 @@ async def test_vnpost_turns_a_shipment_into_signed_tracking_webhooks() -> None:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        d = Doubles([], vnpost_webhook_url=f"http://127.0.0.1:{port}/hook",
+    async with listening(app) as hook_base:
+        d = Doubles([], vnpost_webhook_url=f"{hook_base}/hook",
                     vnpost_key="vnpost-secret-0123456789", vnpost_auto_track_seconds=0.05)
         async with running(d) as base, httpx.AsyncClient(base_url=base) as c:
             r = await c.post("/vnpost/inbox", headers={"Idempotency-Key": "ship-1"}, json={
@@ -147,8 +143,6 @@ async def test_vnpost_turns_a_shipment_into_signed_tracking_webhooks() -> None:
                 await asyncio.sleep(0.05)
             manual = await c.post("/vnpost/control/track",
                                   json={"tracking_number": tracking, "status": "RETURNED"})
-    finally:
-        await runner.cleanup()
     assert again.json()["status"] == "duplicate"
     assert manual.status_code == 200
     assert [g["status"] for g in got] == ["PICKED_UP", "IN_TRANSIT", "DELIVERED", "RETURNED"]

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 
 from lienthong.connectors.gateway import InMemoryTimelines, Limits, Timeline, build_app
 from lienthong.connectors.http import AgencyKey, KeyRing, signed_headers
+from lienthong.connectors.http.serving import listening
 from lienthong.schemas.codec import decode_event, encode_event
 
 A = "000.00.15.H99"  # the commune one-stop desk that signs
@@ -81,17 +81,12 @@ async def hub() -> AsyncIterator[Hub]:
     publisher, timelines = RecordingPublisher(), InMemoryTimelines()
     app = build_app(keys=ring, encode=encode, publisher=publisher, timelines=timelines,
                     limits=Limits(max_body_bytes=64 * 1024, max_batch=20, max_string=500))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    h = Hub(f"http://127.0.0.1:{port}", publisher, timelines)
-    try:
-        yield h
-    finally:
-        await h.client.aclose()
-        await runner.cleanup()
+    async with listening(app) as url:
+        h = Hub(url, publisher, timelines)
+        try:
+            yield h
+        finally:
+            await h.client.aclose()
 
 
 async def test_a_signed_event_is_accepted_with_its_id_and_keyed_by_dossier(hub: Hub) -> None:
@@ -260,19 +255,11 @@ async def test_timeline_is_served_only_to_agencies_involved(hub: Hub) -> None:
 async def test_without_a_timeline_store_dossier_reads_answer_501() -> None:
     app = build_app(keys=KeyRing({A: [AgencyKey("k", SECRET_A.encode())]}), encode=encode,
                     publisher=RecordingPublisher())
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        path = f"/v1/dossiers/{DOSSIER}"
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-            r = await c.get(path, headers=signed_headers(A, SECRET_A, "GET", path, b""))
-        assert r.status_code == 501
-        assert r.json()["error"] == "timeline_unavailable"
-    finally:
-        await runner.cleanup()
+    path = f"/v1/dossiers/{DOSSIER}"
+    async with listening(app) as url, httpx.AsyncClient(base_url=url) as c:
+        r = await c.get(path, headers=signed_headers(A, SECRET_A, "GET", path, b""))
+    assert r.status_code == 501
+    assert r.json()["error"] == "timeline_unavailable"
 
 
 async def test_health_openapi_and_metrics_are_served(hub: Hub) -> None:

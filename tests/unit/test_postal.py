@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 
 from lienthong.connectors.http import AgencyKey, KeyRing, signed_headers
+from lienthong.connectors.http.serving import listening
 from lienthong.connectors.postal.mapping import CallbackError, map_callback, postal_event_id
 from lienthong.connectors.postal.webhook import WEBHOOK_PATH, build_postal_app
 from lienthong.schemas.codec import decode_event
@@ -105,19 +105,11 @@ async def _post(client: httpx.AsyncClient, payload: Any, agency: str = "VNPOST",
 async def test_webhook_publishes_signed_vnpost_callbacks_and_refuses_others() -> None:
     pub = Recording()
     app = build_postal_app(keys=KEYS, publisher=pub)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-            ok = await _post(c, [callback("PICKED_UP"), callback("DELIVERED")])
-            forged = await _post(c, callback(), agency=DESK, secret="desk-secret-0123456789ab")
-            unsigned = await c.post(WEBHOOK_PATH, json=callback())
-            bad = await _post(c, callback("LOST"))
-    finally:
-        await runner.cleanup()
+    async with listening(app) as url, httpx.AsyncClient(base_url=url) as c:
+        ok = await _post(c, [callback("PICKED_UP"), callback("DELIVERED")])
+        forged = await _post(c, callback(), agency=DESK, secret="desk-secret-0123456789ab")
+        unsigned = await c.post(WEBHOOK_PATH, json=callback())
+        bad = await _post(c, callback("LOST"))
     assert ok.status_code == 202
     assert len(ok.json()["accepted"]) == 2
     assert forged.status_code == 403
