@@ -64,6 +64,11 @@ class Settings:
     dashboard_users: Path | None = field(default=None,
                                          metadata={"env": "LIENTHONG_DASHBOARD_USERS"})
 
+    #: LIENTHONG_SMTP_PASSWORD — password for the SMTP relay of ``lienthong notify`` (only
+    #: when the relay asks for a login; never on the command line).
+    smtp_password: str | None = field(default=None, repr=False,
+                                      metadata={"env": "LIENTHONG_SMTP_PASSWORD"})
+
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         """Settings from the environment; ``overrides`` (e.g. command-line options) win.

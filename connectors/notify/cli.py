@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from datetime import time, timedelta
@@ -115,7 +114,7 @@ async def _main(args: argparse.Namespace) -> int:
     if args.smtp_host:
         mail = MailSender(SmtpSettings(args.smtp_host, args.smtp_port, args.smtp_from,
                                        args.smtp_starttls, args.smtp_user,
-                                       os.environ.get("LIENTHONG_SMTP_PASSWORD")))
+                                       settings.smtp_password))
     if webhook is None and mail is None:
         print("lienthong notify: nothing to send with: give --smtp-host or allow webhooks",
               file=sys.stderr)
