@@ -116,6 +116,12 @@ class Clock:
         else:
             self.due = _due(cal, at, self.left)
             self.overdue_fired = False
+            # Resuming above the threshold arms due_soon again. In event order a due_soon
+            # fired before the pause leaves no more than the threshold, so this changes
+            # nothing there; it matters when the pause arrived late and a due_soon was already
+            # raised for the running clock the hub then believed in: the real one must fire.
+            if self.left > due_soon_threshold(self.allot, due_soon):
+                self.armed = True
             self._arm_soon(due_soon)
         self.paused_at = None
 

@@ -678,6 +678,19 @@ def test_a_clock_resuming_below_its_threshold_fires_no_due_soon(cat) -> None:
         ("due_soon", "step", DESK, "01-05 10:00")]
 
 
+def test_a_pause_arriving_after_a_due_soon_was_raised_still_lets_the_real_one_fire(cat) -> None:
+    # The hub's clock passed Mon 10:00 (due_soon of the 4 h step) before the supplement
+    # request made at 08:30 reached it. The clock really paused with 3 h 30 left, so after
+    # the resume Tue 08:00 its due_soon fires at 09:30 (2 h left, due 11:30).
+    r = Run(cat)(ev("received", "2026-01-05 08:00", DESK))
+    assert [a.kind for a in r.until("2026-01-05 10:30")] == ["due_soon"]
+    r(ev("supplement_requested", "2026-01-05 08:30", DESK),
+      ev("supplement_received", "2026-01-06 08:00", DESK))
+    later = r.until("2026-01-06 10:00")
+    assert [(a.kind, a.scope, a.at, a.due_at) for a in later if a.scope == "step"] == [
+        ("due_soon", "step", T("2026-01-06 09:30"), T("2026-01-06 11:30"))]
+
+
 def test_no_time_alert_fires_while_paused(cat) -> None:
     r = Run(cat)(ev("received", "2026-01-05 08:00", DESK),
                  ev("supplement_requested", "2026-01-05 08:30", DESK))
