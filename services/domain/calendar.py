@@ -162,6 +162,8 @@ class WorkingCalendar:
         self._closes: list[datetime] = []
         self._cum: list[timedelta] = []
         self._empty_tail = 0  # empty years at the span's end
+        self._day_texts: dict[int, str] = {}  # ordinal -> "YYYY-MM-DDT" (format_local)
+        self._clock_texts: dict[int, str] = {}  # second of the day -> "HH:MM:SS+07:00"
         for year in years or ():
             self._year(year)
             self._reach(year)
@@ -279,6 +281,24 @@ class WorkingCalendar:
         total += sum(self._year(y).total for y in range(ya + 1, yb))
         total += self._year(yb).position(b_us)
         return timedelta(microseconds=total)
+
+    def format_local(self, t: datetime) -> str:
+        """``t`` as local ISO text to the second, ``YYYY-MM-DDTHH:MM:SS+07:00`` (fractions cut).
+
+        The same text as ``t.astimezone(tz).isoformat("T", "seconds")``, from cached pieces
+        (the date, the time of day with the span's offset): reports format every instant.
+        """
+        local = self._local(t)
+        if not self._covers(local):
+            return local.isoformat("T", "seconds")
+        day = self._day_texts.get(local.toordinal())
+        if day is None:
+            day = self._day_texts[local.toordinal()] = local.date().isoformat() + "T"
+        second = local.hour * 3600 + local.minute * 60 + local.second
+        clock = self._clock_texts.get(second)
+        if clock is None:
+            clock = self._clock_texts[second] = local.isoformat("T", "seconds")[11:]
+        return day + clock
 
     def _add_slow(self, start: datetime, amount: timedelta) -> datetime:
         """add_working_time over the epoch-microsecond tables (any zone, any year)."""

@@ -210,7 +210,16 @@ _MARGIN = timedelta(hours=2)  # a daylight-saving shift cannot break the floor
 def _wall_floor(working: timedelta, day_length: timedelta) -> timedelta:
     """The least wall-clock time in which ``working`` of working time can pass: at least
     itself, and at most one day's length per 24 hours."""
-    return max(working, (working / day_length - 1) * _DAY - _MARGIN)
+    key = (working, day_length)
+    floor = _FLOORS.get(key)
+    if floor is None:
+        if len(_FLOORS) >= 4096:  # the amounts are few (allotments less thresholds)
+            _FLOORS.clear()
+        floor = _FLOORS[key] = max(working, (working / day_length - 1) * _DAY - _MARGIN)
+    return floor
+
+
+_FLOORS: dict[tuple[timedelta, timedelta], timedelta] = {}
 
 
 def _span(d: timedelta) -> int | float:

@@ -778,18 +778,18 @@ def late_for_statistics(state: DossierState, catalogue: Catalogue, now: datetime
 def report(state: DossierState, catalogue: Catalogue, now: datetime) -> dict[str, Any]:
     """The dossier's row of the replay report (DESIGN section 9), as seen at ``now``."""
     cal = catalogue.calendar
-    tz = cal.tz
+    fmt = cal.format_local
     steps = [{
-        "agency": s.agency, "started_at": _fmt(s.started_at, tz),
-        "due_at": _fmt(s.clock.due, tz),
-        "ended_at": None if s.ended_at is None else _fmt(s.ended_at, tz),
+        "agency": s.agency, "started_at": fmt(s.started_at),
+        "due_at": fmt(s.clock.due),
+        "ended_at": None if s.ended_at is None else fmt(s.ended_at),
         "outcome": s.clock.outcome(cal, s.judged_at, now),
     } for s in state.steps]
     outcome = dossier_outcome(state, catalogue, now)
     return {
         "dossier": state.code, "procedure": state.procedure,
-        "received_at": _fmt(state.received_at, tz), "due_at": _fmt(state.clock.due, tz),
-        "ended_at": None if state.ended_at is None else _fmt(state.ended_at, tz),
+        "received_at": fmt(state.received_at), "due_at": fmt(state.clock.due),
+        "ended_at": None if state.ended_at is None else fmt(state.ended_at),
         "outcome": outcome,
         "late_agencies": late_agencies(state, catalogue, now, outcome),
         "steps": steps,

@@ -103,15 +103,13 @@ class Replay:
         return now
 
     def report(self, now: datetime | None) -> dict[str, Any]:
-        cal = self.catalogue.calendar
-        tz = cal.tz
+        fmt = self.catalogue.calendar.format_local
         when = now or self.latest
         dossiers = [] if when is None else [
             report(self.states[code], self.catalogue, when) for code in sorted(self.states)]
         rows = []
         for a in self.alerts:
-            due = None if a.due_at is None else a.due_at.astimezone(tz).replace(
-                microsecond=0).isoformat()
+            due = None if a.due_at is None else fmt(a.due_at)
             rows.append({"kind": a.kind, "scope": a.scope, "dossier": a.dossier,
                          "agency": a.agency, "due_at": due})
         rows.sort(key=lambda r: (r["due_at"] is not None, r["due_at"] or "", r["dossier"],

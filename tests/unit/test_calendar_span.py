@@ -112,3 +112,18 @@ def test_calendars_with_no_working_day_still_refuse_to_search_forever() -> None:
         assert "no working time" in str(exc)
     else:
         raise AssertionError("expected a ValueError")
+
+
+@settings(max_examples=300, deadline=None)
+@given(t=st.one_of(instants, whole_minutes))
+def test_local_text_is_the_local_iso_form_to_the_second(t: datetime) -> None:
+    expected = t.astimezone(TZ).isoformat("T", "seconds")
+    assert FAST.format_local(t) == expected
+    assert SLOW.format_local(t) == expected
+
+
+def test_local_text_in_a_zone_with_daylight_saving_carries_each_offset() -> None:
+    cal = WorkingCalendar(timezone="Europe/Paris", country="FR")
+    assert cal.format_local(datetime(2026, 3, 28, 12, 0, 5, 900, tzinfo=UTC)) == (
+        "2026-03-28T13:00:05+01:00")
+    assert cal.format_local(datetime(2026, 3, 30, 12, tzinfo=UTC)) == "2026-03-30T14:00:00+02:00"
