@@ -1,0 +1,629 @@
+"""Fault scenarios under load (thử nghiệm sự cố): the real hub on 127.0.0.1, simulated province
+traffic at a fixed rate, one fault per scenario, then the checker.
+
+Each scenario builds an isolated hub on the broker (its own topic prefix, app id and consumer
+group) and runs every part as its own process, as production does: the gateway, the worker(s)
+and the delivery service (``lienthong gateway|worker|delivery``); the destination doubles run
+in this process so the checker sees every ``Idempotency-Key`` they applied, in order. Traffic
+is the sample province's plan (``connectors.simulator.generate.plan``), every event signed by
+its agency and POSTed to the gateway at ``rate`` events per second; a dossier's events go one
+after another, and a request that fails (gateway down, 5xx) is retried with the same event id
+until accepted, as an agency system would.
+
+Time: the workers run on a clock frozen in a lunch break (``LUNCH``; no working instant
+passes during a run) and every event lies before it, so the alerts due are exactly those the
+domain core raises over the accepted events at that instant.
+
+Scenarios (``SCENARIOS``): a worker killed with SIGKILL and restarted; two workers, one killed;
+one broker of a 3-broker KRaft cluster (replication 3, min.insync.replicas 2, acks=all)
+killed and brought back; the gateway killed while it holds spooled events; a destination
+answering 503 for a while; a very slow destination; the broker fully down for a while. Each
+stops by itself; ``recovery`` is the time from the repair (restart, destination back) until
+every delivery of the events accepted before it was applied by its destination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lienthong.connectors.doubles import Doubles, point_catalogue_at, running
+from lienthong.connectors.http import NO_RETRY, RequestSigner, load_keyring, make_async_client
+from lienthong.connectors.simulator.generate import plan
+from lienthong.connectors.simulator.play import write_keys
+from lienthong.schemas import topics
+from lienthong.services.domain.catalogue import Catalogue, load_catalogue
+from lienthong.services.reliability.checker import (
+    Expectation,
+    Verdict,
+    check,
+    destinations_from_doubles,
+    expect,
+    read_hub,
+    row,
+)
+from lienthong.services.settings import Settings
+
+#: The workers' clock: Friday 27 Nov 2026 at 11:35, in the lunch break (11:30-13:00).
+LUNCH = datetime.fromisoformat("2026-11-27T11:35:00+07:00")
+#: The plan's first receipts: three working days before.
+PLAN_START = datetime.fromisoformat("2026-11-24T07:30:00+07:00")
+EVENTS_PER_DOSSIER = 3.3  # the sample province's plan, cut at LUNCH
+PARTITIONS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def traffic_plan(catalogue: Catalogue, events: int, seed: int = 1) -> list[dict[str, Any]]:
+    """The first ``events`` events (in ``at`` order) of the province's plan before ``LUNCH``."""
+    dossiers = math.ceil(events / EVENTS_PER_DOSSIER) + 20
+    planned = plan(catalogue, seed=seed, dossiers=dossiers, start=PLAN_START,
+                   per_working_hour=40.0)
+    return [e for e in planned if datetime.fromisoformat(e["at"]) < LUNCH][:events]
+
+
+# -- the traffic --------------------------------------------------------------------------------
+
+@dataclass
+class Traffic:
+    """Agency systems posting ``events`` to the gateway at ``rate`` per second."""
+
+    gateway: str
+    keys_file: Path
+    events: list[dict[str, Any]]
+    rate: float
+    give_up_after: float  # seconds a single event may keep failing before it is abandoned
+    accepted: list[dict[str, Any]] = field(default_factory=list)  # in acceptance order
+    accepted_at: dict[str, float] = field(default_factory=dict)  # event id -> monotonic
+    refused: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    abandoned: int = 0
+    sent: int = 0  # events started (the fault timer watches this)
+
+    async def run(self) -> None:
+        keys = load_keyring(self.keys_file)
+        clients: dict[str, httpx.AsyncClient] = {}
+        last: dict[str, asyncio.Task[None]] = {}
+        tasks: list[asyncio.Task[None]] = []
+        interval = 1.0 / self.rate
+        next_slot = time.monotonic()
+        try:
+            for event in self.events:
+                agency = event["agency"]
+                if agency not in clients:
+                    key = keys.live_keys(agency)[0]
+                    clients[agency] = make_async_client(
+                        self.gateway, retry=NO_RETRY, timeout=10.0,
+                        signer=RequestSigner(agency, key.secret, key.key_id))
+                delay = next_slot - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_slot += interval
+                task = asyncio.create_task(self._send(clients[agency], event,
+                                                      last.get(event["dossier"])))
+                last[event["dossier"]] = task
+                tasks.append(task)
+                self.sent += 1
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for client in clients.values():
+                await client.aclose()
+
+    async def _send(self, client: httpx.AsyncClient, event: dict[str, Any],
+                    previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(previous)
+        body = json.dumps(event, ensure_ascii=False).encode()
+        give_up = time.monotonic() + self.give_up_after
+        while True:
+            try:
+                answer = await client.post("/v1/events", content=body,
+                                           headers={"Content-Type": "application/json"})
+            except httpx.HTTPError:
+                answer = None
+            if answer is not None and answer.status_code == 202:
+                data = answer.json()
+                if event["event_id"] in data.get("accepted", []):
+                    self.accepted.append(event)
+                    self.accepted_at[event["event_id"]] = time.monotonic()
+                else:
+                    for r in data.get("rejected", []):
+                        self.refused[str(r.get("reason"))] += 1
+                return
+            if answer is not None and 400 <= answer.status_code < 500:
+                self.refused[f"http_{answer.status_code}"] += 1
+                return
+            if time.monotonic() > give_up:
+                self.abandoned += 1
+                return
+            self.retries += 1
+            await asyncio.sleep(0.5)
+
+
+# -- one isolated hub ---------------------------------------------------------------------------
+
+@dataclass
+class Stage:
+    """One hub on the broker: processes, doubles, keys, topics of one scenario."""
+
+    bootstrap: str
+    workdir: Path
+    catalogue_path: Path
+    replication: int = 1
+    clock_epoch: float = field(default_factory=time.time)
+    prefix: str = field(default_factory=lambda: f"c{uuid.uuid4().hex[:8]}.")
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    started: Counter[str] = field(default_factory=Counter)
+    gateway_port: int = field(default_factory=free_port)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(kafka_bootstrap_servers=self.bootstrap, partitions=PARTITIONS,
+                        replication_factor=self.replication, topic_prefix=self.prefix,
+                        app_id=f"{self.prefix}worker", catalog_path=self.catalogue_path,
+                        data_dir=self.workdir)
+
+    @property
+    def names(self) -> topics.TopicNames:
+        return topics.names(self.settings)
+
+    @property
+    def clock(self) -> str:
+        return f"scaled:{LUNCH.isoformat()}:1@{self.clock_epoch}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.workdir / "keys.json"
+
+    @property
+    def routed_catalogue(self) -> Path:
+        return self.workdir / "catalogue-doubles.json"
+
+    def prepare(self, catalogue: Catalogue, doubles_url: str) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        topics.ensure_topics(self.bootstrap, self.settings)
+        write_keys(catalogue, self.keys_file)
+        # Every agency's system is played by a double, also those the catalogue gives no
+        # endpoint (their deliveries would be parked as no_endpoint, which is no fault's doing).
+        routed = point_catalogue_at(catalogue, doubles_url, only_with_endpoint=False)
+        self.routed_catalogue.write_text(json.dumps(routed.to_dict(), ensure_ascii=False))
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
+        env.update({"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                    "LIENTHONG_TOPIC_PREFIX": self.prefix,
+                    "LIENTHONG_PARTITIONS": str(PARTITIONS),
+                    "LIENTHONG_REPLICATION": str(self.replication),
+                    "LIENTHONG_APP_ID": self.settings.app_id,
+                    "LIENTHONG_CATALOG": str(self.routed_catalogue),
+                    "LIENTHONG_CLOCK": self.clock}, **extra)
+        return env
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> str:
+        n = self.started[name]
+        self.started[name] += 1
+        label = f"{name}{n}"
+        log = open(self.workdir / f"{label}.log", "wb")  # noqa: SIM115 - the child's for life
+        self.procs[label] = subprocess.Popen(
+            [sys.executable, "-m", "lienthong.services.cli", *args], env=env, stdout=log,
+            stderr=subprocess.STDOUT, cwd=self.workdir)
+        log.close()
+        return label
+
+    def start_worker(self) -> str:
+        n = self.started["worker"]
+        return self._spawn("worker", ["worker", "--loglevel", "warning"], self._env(
+            LIENTHONG_DATA_DIR=str(self.workdir / f"worker{n}-data"),
+            LIENTHONG_WORKER_PORT=str(free_port())))
+
+    def start_gateway(self, bootstrap: str | None = None) -> str:
+        return self._spawn("gateway", [
+            "gateway", "--port", str(self.gateway_port), "--keys-file", str(self.keys_file),
+            "--spool-dir", str(self.workdir / "gateway-spool"),
+            "--bootstrap", bootstrap or self.bootstrap, "--kafka-timeout", "2"], self._env())
+
+    def start_delivery(self) -> str:
+        return self._spawn("delivery", [
+            "delivery", "--bootstrap", self.bootstrap, "--catalog", str(self.routed_catalogue),
+            "--keys-file", str(self.keys_file), "--group", f"{self.prefix}delivery",
+            "--metrics-port", "0", "--timeout", "5", "--backoff-base", "0.2",
+            "--backoff-max", "2", "--breaker-open", "1", "--breaker-open-max", "4"],
+            self._env())
+
+    def kill(self, label: str) -> None:
+        """SIGKILL, as a crash would."""
+        proc = self.procs[label]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+    def crashed(self, killed: set[str]) -> list[str]:
+        return [label for label, p in self.procs.items()
+                if p.poll() is not None and label not in killed]
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def log_tail(self, label: str, chars: int = 1500) -> str:
+        path = self.workdir / f"{label}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    async def gateway_ready(self, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    answer = await client.get(f"{self.gateway_url}/healthz")
+                    if answer.status_code == 200:
+                        return dict(answer.json())
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"the gateway did not answer in {timeout:.0f} s")
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """What a scenario's fault needs and records."""
+
+    stage: Stage
+    traffic: Traffic
+    doubles: Doubles
+    expectation: Expectation
+    broker: Any  # EmbeddedKafka or None (an external cluster cannot be killed)
+    seconds: float
+    killed: set[str] = field(default_factory=set)
+    repaired_at: float | None = None  # monotonic instant of the repair
+    notes: list[str] = field(default_factory=list)
+
+    async def when_sent(self, fraction: float) -> None:
+        """Until ``fraction`` of the traffic was started and something reached a destination."""
+        want = int(len(self.traffic.events) * fraction)
+        while self.traffic.sent < want or self.doubles.stats()["totals"]["applications"] == 0:
+            await asyncio.sleep(0.1)
+
+    def busiest_agency(self) -> str:
+        counts = Counter(d.destination for d in self.expectation.deliveries.values()
+                         if d.destination not in ("DVCQG", "VNPOST"))
+        return counts.most_common(1)[0][0]
+
+
+Fault = Callable[[Run], Awaitable[None]]
+
+
+async def worker_killed(run: Run) -> None:
+    await run.when_sent(0.35)
+    run.stage.kill("worker0")
+    run.killed.add("worker0")
+    await asyncio.sleep(2.0)
+    run.stage.start_worker()
+    run.repaired_at = time.monotonic()
+
+
+async def one_of_two_workers_killed(run: Run) -> None:
+    await run.when_sent(0.35)
+    run.stage.kill("worker0")
+    run.killed.add("worker0")
+    run.repaired_at = time.monotonic()  # the survivor takes over: nothing to restart
+
+
+async def broker_node_killed(run: Run) -> None:
+    await run.when_sent(0.3)
+    node = 2
+    run.broker.kill(node)
+    run.notes.append(f"node {node} of 3 killed")
+    await asyncio.sleep(max(5.0, run.seconds / 4))
+    await asyncio.to_thread(run.broker.restart, node)
+    run.repaired_at = time.monotonic()
+
+
+async def gateway_killed_with_spool(run: Run) -> None:
+    # The gateway started pointing at a broker that is not there: everything it accepts waits
+    # in its fsync'd spool. Kill it with the spool full, restart it on the real broker.
+    await asyncio.sleep(0.5)
+    want = int(len(run.traffic.events) * 0.35)
+    while run.traffic.sent < want:
+        await asyncio.sleep(0.1)
+    health = await run.stage.gateway_ready()
+    run.notes.append(f"killed holding {health.get('spooled')} spooled events")
+    run.stage.kill("gateway0")
+    run.killed.add("gateway0")
+    await asyncio.sleep(2.0)
+    run.stage.start_gateway()
+    await run.stage.gateway_ready()
+    run.repaired_at = time.monotonic()
+
+
+async def destination_down(run: Run) -> None:
+    await run.when_sent(0.25)
+    agency = run.busiest_agency()
+    outage = max(5.0, run.seconds / 2)
+    run.doubles.inbox(agency).set_faults({"fail_seconds": outage, "fail_status": 503})
+    run.notes.append(f"{agency} answers 503 for {outage:.0f} s")
+    await asyncio.sleep(outage)
+    run.repaired_at = time.monotonic()
+
+
+async def destination_slow(run: Run) -> None:
+    agency = run.busiest_agency()
+    run.doubles.inbox(agency).set_faults({"slow_seconds": 2.0})
+    run.notes.append(f"{agency} answers after 2 s")
+
+
+async def broker_down(run: Run) -> None:
+    await run.when_sent(0.3)
+    outage = max(5.0, run.seconds / 2)
+    for node in range(1, run.broker.nodes + 1):
+        run.broker.kill(node)
+    run.notes.append(f"every broker node killed for {outage:.0f} s")
+    await asyncio.sleep(outage)
+    await asyncio.to_thread(_restart_all, run.broker)
+    run.repaired_at = time.monotonic()
+
+
+def _restart_all(broker: Any) -> None:
+    for node in range(1, broker.nodes + 1):
+        broker.restart(node)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    fault: Fault
+    summary: str
+    workers: int = 1
+    brokers: int = 1  # 3: its own 3-node cluster
+    broker_control: bool = False  # needs an embedded broker it may kill
+    gateway_starts_on_dead_broker: bool = False
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("worker-kill", worker_killed, "kill -9 the worker, restart it"),
+    Scenario("worker-pair", one_of_two_workers_killed,
+             "two workers share the partitions; kill -9 one", workers=2),
+    Scenario("broker-kill", broker_node_killed,
+             "kill -9 one broker of 3 (replication 3, min ISR 2, acks=all), bring it back",
+             brokers=3, broker_control=True),
+    Scenario("gateway-kill", gateway_killed_with_spool,
+             "kill -9 the gateway holding spooled events, restart it",
+             gateway_starts_on_dead_broker=True),
+    Scenario("destination-down", destination_down,
+             "the busiest destination answers 503 for half the run, then recovers"),
+    Scenario("destination-slow", destination_slow, "the busiest destination answers after 2 s"),
+    Scenario("broker-down", broker_down, "the whole broker down for half the run, then back",
+             broker_control=True),
+)}
+
+
+@dataclass
+class Result:
+    scenario: str
+    verdict: Verdict
+    recovery: float | None
+    notes: list[str]
+    seconds: float
+
+    def row(self) -> dict[str, str]:
+        return row(self.scenario, self.verdict, self.recovery)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "recovery_seconds": self.recovery,
+                "notes": self.notes, "seconds": round(self.seconds, 1),
+                **self.verdict.to_json()}
+
+
+def recovery_seconds(run: Run) -> float | None:
+    """From the repair until every delivery of an event accepted before it was applied."""
+    if run.repaired_at is None:
+        return None
+    applied_at: dict[str, float] = {}
+    for log in destinations_from_doubles(run.doubles).values():
+        applied_at.update(zip(log.applied, log.applied_at, strict=True))
+    latest = run.repaired_at
+    for d in run.expectation.deliveries.values():
+        accepted = run.traffic.accepted_at.get(d.event_id)
+        if accepted is not None and accepted <= run.repaired_at and d.delivery_id in applied_at:
+            latest = max(latest, applied_at[d.delivery_id])
+    return latest - run.repaired_at
+
+
+async def run_scenario(scenario: Scenario, *, bootstrap: str, broker: Any, workdir: Path,
+                       rate: float, seconds: float, settle: float = 90.0,
+                       echo: Callable[[str], None] = print) -> Result:
+    began = time.monotonic()
+    catalogue_path = Settings.from_env().catalog_path
+    catalogue = load_catalogue(catalogue_path)
+    stage = Stage(bootstrap, workdir / scenario.name, catalogue_path,
+                  replication=3 if scenario.brokers >= 3 else 1)
+    events = traffic_plan(catalogue, int(rate * seconds))
+    doubles = Doubles(list(catalogue.agencies))
+    echo(f"[{scenario.name}] {scenario.summary}: {len(events)} events at {rate:g}/s, "
+         f"hub prefix {stage.prefix}, logs in {stage.workdir}")
+    async with running(doubles) as doubles_url:
+        await asyncio.to_thread(stage.prepare, catalogue, doubles_url)
+        try:
+            stage.start_delivery()
+            for _ in range(scenario.workers):
+                stage.start_worker()
+            dead = f"127.0.0.1:{free_port()}"
+            stage.start_gateway(dead if scenario.gateway_starts_on_dead_broker else None)
+            await stage.gateway_ready()
+            traffic = Traffic(stage.gateway_url, stage.keys_file, events, rate,
+                              give_up_after=seconds + 120)
+            # The expectation over the whole plan names the busiest destination up front;
+            # the checker's own is computed over what was accepted.
+            run = Run(stage, traffic, doubles, expect(events, catalogue, LUNCH), broker, seconds)
+            fault = asyncio.create_task(scenario.fault(run))
+            sending = asyncio.create_task(traffic.run())
+            while not sending.done():
+                crashed = stage.crashed(run.killed)
+                if crashed:
+                    run.notes.append(f"{', '.join(crashed)} exited unexpectedly")
+                    break
+                await asyncio.sleep(0.5)
+            await sending
+            await fault
+            expectation = expect(traffic.accepted, catalogue, LUNCH, until=_virtual_now(stage))
+            run.expectation = expectation
+            verdict = await _settle(run, settle)
+            crashed = stage.crashed(run.killed)
+            if crashed:
+                run.notes.append(f"exited unexpectedly: {', '.join(crashed)}")
+                for label in crashed:
+                    echo(f"[{scenario.name}] {label} log:\n{stage.log_tail(label)}")
+        finally:
+            await asyncio.to_thread(stage.stop_all)
+    if traffic.refused:
+        run.notes.append(f"refused by the gateway: {dict(traffic.refused)}")
+    if traffic.abandoned:
+        run.notes.append(f"{traffic.abandoned} events never accepted")
+    run.notes.append(f"{traffic.retries} POSTs retried")
+    result = Result(scenario.name, verdict, recovery_seconds(run), run.notes,
+                    time.monotonic() - began)
+    echo(f"[{scenario.name}] {'ok' if verdict.ok else 'FAIL'} in {result.seconds:.0f} s; "
+         f"{'; '.join(run.notes)}")
+    for example in verdict.examples[:5]:
+        echo(f"[{scenario.name}]   {example}")
+    return result
+
+
+def _virtual_now(stage: Stage) -> datetime:
+    from datetime import timedelta
+
+    return LUNCH + timedelta(seconds=time.time() - stage.clock_epoch)
+
+
+async def _settle(run: Run, timeout: float) -> Verdict:
+    """Wait (bounded) until the outputs caught up, then return the final verdict: every
+    expected delivery applied or parked, every expected alert in the feed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        output = await asyncio.to_thread(read_hub, run.stage.bootstrap, run.stage.names)
+        verdict = check(run.expectation, output, destinations_from_doubles(run.doubles))
+        settled = verdict.lost == verdict.parked and not verdict.alerts_missing \
+            and not verdict.events_lost
+        if settled or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(2.0)
+    await asyncio.sleep(1.0)  # anything repeated late would arrive meanwhile
+    output = await asyncio.to_thread(read_hub, run.stage.bootstrap, run.stage.names)
+    return check(run.expectation, output, destinations_from_doubles(run.doubles))
+
+
+async def run_all(names: list[str], *, rate: float, seconds: float, workdir: Path,
+                  bootstrap: str | None = None, settle: float = 90.0,
+                  echo: Callable[[str], None] = print) -> list[Result]:
+    """Run the named scenarios in turn; with ``bootstrap`` (an existing cluster) the ones that
+    kill brokers are skipped."""
+    from lienthong.deploy.embedded import EmbeddedKafka
+
+    results: list[Result] = []
+    shared: Any = None
+    try:
+        for name in names:
+            scenario = SCENARIOS[name]
+            if scenario.brokers >= 3:
+                if bootstrap is not None:
+                    echo(f"[{name}] skipped: needs its own embedded 3-broker cluster")
+                    continue
+                cluster = EmbeddedKafka(nodes=3, echo=echo)
+                address = await asyncio.to_thread(cluster.start)
+                try:
+                    results.append(await run_scenario(
+                        scenario, bootstrap=address, broker=cluster, workdir=workdir,
+                        rate=rate, seconds=seconds, settle=settle, echo=echo))
+                finally:
+                    await asyncio.to_thread(cluster.stop)
+                continue
+            if bootstrap is not None and scenario.broker_control:
+                echo(f"[{name}] skipped: cannot kill an external cluster")
+                continue
+            address = bootstrap
+            if address is None:
+                if shared is None:
+                    shared = EmbeddedKafka(echo=echo)
+                    await asyncio.to_thread(shared.start)
+                address = shared.bootstrap
+            results.append(await run_scenario(
+                scenario, bootstrap=address, broker=shared, workdir=workdir, rate=rate,
+                seconds=seconds, settle=settle, echo=echo))
+    finally:
+        if shared is not None:
+            await asyncio.to_thread(shared.stop)
+    return results
+
+
+# -- command line -------------------------------------------------------------------------------
+
+def add_arguments(parser: Any) -> None:
+    parser.description = (
+        "Fault scenarios under load on 127.0.0.1: simulated province traffic through the real "
+        "gateway, worker(s), delivery service and destination doubles, one fault each, then "
+        "the checker (lost, duplicated, out of order, alerts). Bounded; stops by itself.")
+    parser.add_argument("--scenario", action="append", choices=list(SCENARIOS), default=None,
+                        help="run only this scenario (repeatable; default: all): "
+                        + "; ".join(f"{s.name}: {s.summary}" for s in SCENARIOS.values()))
+    parser.add_argument("--rate", type=float, default=10.0, help="events per second (10)")
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="seconds of traffic per scenario (60); outages last half of it")
+    parser.add_argument("--settle", type=float, default=90.0,
+                        help="seconds to wait at most for outputs to catch up (90)")
+    parser.add_argument("--bootstrap", default=None,
+                        help="use this Kafka cluster instead of embedded brokers (the "
+                        "broker scenarios are then skipped)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keys, spools and process logs (default: a temporary directory)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
+                        help="also write the results as JSON")
+
+
+def run(args: Any) -> int:
+    from lienthong.services.reliability.checker import table
+
+    names = args.scenario or list(SCENARIOS)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lienthong-chaos-"))
+    results = asyncio.run(run_all(names, rate=args.rate, seconds=args.seconds,
+                                  workdir=workdir, bootstrap=args.bootstrap,
+                                  settle=args.settle))
+    print()
+    print(table([r.row() for r in results]))
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.to_json() for r in results], indent=1))
+    return 0 if results and all(r.verdict.ok for r in results) else 1
