@@ -84,6 +84,8 @@ def parse_body(body: bytes, limits: Limits) -> tuple[list[Any], bool]:
         data = json.loads(text, parse_constant=_no_constants)
     except (json.JSONDecodeError, ValueError) as exc:
         raise BodyError(400, "malformed_json", f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # a few hundred KB of "[[[[..." exhausts the parser's stack
+        raise BodyError(400, "malformed_json", "body is nested too deeply to parse") from exc
     if isinstance(data, dict):
         return [data], False
     if isinstance(data, list):

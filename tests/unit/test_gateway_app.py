@@ -275,3 +275,11 @@ async def test_health_openapi_and_metrics_are_served(hub: Hub) -> None:
             in metrics)
     assert 'lienthong_gateway_requests_total{route="/v1/events",status="401"} 1.0' in metrics
     assert "lienthong_gateway_spooled_events 0.0" in metrics
+
+
+def test_a_body_nested_too_deeply_to_parse_is_a_400_not_a_crash() -> None:
+    from lienthong.connectors.gateway.intake import BodyError, parse_body
+
+    with pytest.raises(BodyError) as refused:
+        parse_body(b"[" * 100_000 + b"]" * 100_000, Limits())
+    assert (refused.value.status, refused.value.reason) == (400, "malformed_json")
