@@ -1,0 +1,266 @@
+"""Worker pipeline: dossier.events -> tracker -> deliveries, vs a raw aiokafka passthrough.
+
+    .venv/bin/python bench/bench_pipeline.py [--events 50000] [--rate 1000] [--seconds 15]
+
+DESIGN section 10 targets: one worker sustains >= 5,000 events/s and >= 50 % of a raw aiokafka
+consume-and-produce passthrough of the same records on the same broker in the same run; p99
+event-to-delivery latency <= 100 ms at 1,000 events/s.
+
+Throughput: ``--events`` events of the province simulator (``plan()``: receipts, hand-offs
+along each procedure's route, supplements, results, returns by post) are loaded into
+``dossier.events`` first. The passthrough (one aiokafka consumer and producer, batches of up to
+500 records, ``acks=all``, every batch acknowledged before its offsets are committed) copies
+them to another topic; then one ``lienthong worker`` subprocess processes them. Each rate is
+records in / (broker append time of the last output - of the first output), so start-up time
+is left out of both. The worker is done when every delivery the domain core expects is on
+``deliveries``.
+
+Latency: a fresh hub and worker; after a warm-up, events are produced at ``--rate`` for
+``--seconds``; each delivery's latency is its broker append time minus its event's produce
+time (both on this machine's clock).
+
+Uses the embedded broker (or KAFKA_BOOTSTRAP_SERVERS). Writes bench/results/pipeline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka import KafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import (
+    CATALOGUE,
+    BenchHub,
+    Figure,
+    Offsets,
+    machine,
+    percentile,
+    print_table,
+    read_all,
+    write_results,
+)
+
+from lienthong.connectors.simulator.generate import plan
+from lienthong.deploy.embedded import kafka_cluster
+from lienthong.schemas import codec
+from lienthong.services.domain.catalogue import load_catalogue
+from lienthong.services.domain.dossier import Applied, apply_event
+from lienthong.services.domain.events import parse_event
+
+TARGET_RATE = 5_000.0
+TARGET_SHARE = 0.50
+TARGET_P99_MS = 100.0
+START = datetime.fromisoformat("2026-10-05T08:00:00+07:00")
+
+
+def province_events(n: int, seed: int = 3) -> list[dict[str, Any]]:
+    """About ``n`` events of the simulator (whole dossiers), in order of their instants."""
+    catalogue = load_catalogue(CATALOGUE)
+    events = plan(catalogue, seed=seed, dossiers=max(1, round(n / 6.2)), start=START,
+                  per_working_hour=120)
+    return events[:n] if len(events) >= n else events
+
+
+def expected_deliveries(events: list[dict[str, Any]], now: datetime) -> Counter[str]:
+    """Deliveries by kind the domain core makes of ``events`` (what the worker must write)."""
+    catalogue = load_catalogue(CATALOGUE)
+    states: dict[str, Any] = {}
+    kinds: Counter[str] = Counter()
+    for raw in events:
+        e = parse_event(raw)
+        decision = apply_event(states.get(e.dossier), e, catalogue, now)
+        if isinstance(decision, Applied):
+            states[e.dossier] = decision.state
+            kinds.update(d.kind for d in decision.deliveries)
+    return kinds
+
+
+def load(bootstrap: str, topic: str, encoded: list[tuple[bytes, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                             batch_size=256 << 10, enable_idempotence=True)
+    for key, value in encoded:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def span(records: list[Any]) -> float:
+    """Seconds between the first and the last broker append among ``records``."""
+    stamps = [r.timestamp for r in records]
+    return (max(stamps) - min(stamps)) / 1000.0
+
+
+async def passthrough(bootstrap: str, source: str, sink: str, total: int,
+                      timeout: float) -> None:
+    """Raw consume-and-produce: batches of up to 500, acknowledged, then committed."""
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap,
+                                group_id=f"passthrough-{uuid.uuid4().hex[:6]}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        done = 0
+        deadline = time.monotonic() + timeout
+        while done < total and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            acks = []
+            for tp, records in batches.items():
+                for r in records:
+                    acks.append(await producer.send(sink, r.value, key=r.key,
+                                                    partition=tp.partition))
+                done += len(records)
+            if acks:
+                await asyncio.gather(*acks)
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def throughput(bootstrap: str, workdir: Path, events: list[dict[str, Any]],
+               partitions: int) -> dict[str, Any]:
+    hub = BenchHub(bootstrap, workdir / "throughput", partitions)
+    hub.workdir.mkdir(parents=True)
+    copy = f"{hub.prefix}passthrough"
+    hub.create_topics(extra=(copy,))
+    encoded = [(e["dossier"].encode(), codec.EVENTS.encode(e)) for e in events]
+    t = time.perf_counter()
+    load(bootstrap, hub.names.events, encoded)
+    print(f"  loaded {len(encoded):,} events in {time.perf_counter() - t:.1f} s")
+    last_at = max(datetime.fromisoformat(e["at"]) for e in events)
+    clock_at = last_at + timedelta(minutes=1)
+    wanted = expected_deliveries(events, clock_at)
+    n_deliveries = sum(wanted.values())
+
+    asyncio.run(passthrough(bootstrap, hub.names.events, copy, len(encoded), 120))
+    copied = read_all(bootstrap, copy)
+    passthrough_rate = len(copied) / span(copied)
+    print(f"  passthrough: {len(copied):,} records at {passthrough_rate:,.0f}/s")
+
+    probe = Offsets(bootstrap, hub.names.deliveries)
+    started = time.monotonic()
+    proc = hub.start_worker(clock=f"scaled:{clock_at.isoformat()}:1")
+    try:
+        ok = probe.wait(n_deliveries, 150, alive=proc)
+        wall = time.monotonic() - started
+    finally:
+        probe.close()
+        hub.stop_workers()
+    if not ok:
+        raise SystemExit(f"worker did not write {n_deliveries} deliveries:\n{hub.log()}")
+    deliveries = read_all(bootstrap, hub.names.deliveries)
+    outputs = deliveries + read_all(bootstrap, hub.names.status)
+    first = min(r.timestamp for r in outputs)
+    last = max(r.timestamp for r in deliveries)
+    worker_rate = len(events) / ((last - first) / 1000.0)
+    distinct = len({codec.DELIVERIES.decode(r.value)["delivery_id"] for r in deliveries})
+    print(f"  worker: {len(events):,} events -> {len(deliveries):,} deliveries "
+          f"({distinct:,} distinct, {n_deliveries:,} expected) at {worker_rate:,.0f}/s; "
+          f"{wall:.1f} s from process start")
+    return {"events": len(events), "deliveries_expected": dict(wanted),
+            "deliveries_written": len(deliveries), "deliveries_distinct": distinct,
+            "passthrough_per_s": round(passthrough_rate), "worker_per_s": round(worker_rate),
+            "worker_wall_seconds_from_start": round(wall, 1), "partitions": partitions}
+
+
+def latency(bootstrap: str, workdir: Path, events: list[dict[str, Any]], rate: float,
+            seconds: float, partitions: int) -> dict[str, Any]:
+    hub = BenchHub(bootstrap, workdir / "latency", partitions)
+    hub.workdir.mkdir(parents=True)
+    hub.create_topics()
+    count = min(len(events), int(rate * seconds))
+    warm, timed = events[:200], events[200:200 + count]
+    clock_at = max(datetime.fromisoformat(e["at"]) for e in events[:200 + count])
+    proc = hub.start_worker(clock=f"scaled:{(clock_at + timedelta(minutes=1)).isoformat()}:1")
+    probe = Offsets(bootstrap, hub.names.deliveries)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
+                             enable_idempotence=True)
+    try:
+        for e in warm:
+            producer.send(hub.names.events, key=e["dossier"].encode(),
+                          value=codec.EVENTS.encode(e))
+        producer.flush()
+        if not probe.wait(1, 90, alive=proc):
+            raise SystemExit(f"worker did not start:\n{hub.log()}")
+        time.sleep(2.0)  # let the warm-up drain
+        warm_end = probe.total()
+        encoded = [(e["event_id"], e["dossier"].encode(), codec.EVENTS.encode(e))
+                   for e in timed]
+        sent_at: dict[str, int] = {}
+        t0 = time.time()
+        for i, (event_id, key, value) in enumerate(encoded):
+            delay = t0 + i / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            stamp = int(time.time() * 1000)
+            sent_at[event_id] = stamp
+            producer.send(hub.names.events, key=key, value=value, timestamp_ms=stamp)
+        producer.flush()
+        achieved = len(encoded) / (time.time() - t0)
+        wanted = sum(expected_deliveries(warm + timed, clock_at + timedelta(minutes=1))
+                     .values())
+        ok = probe.wait(wanted, 60, alive=proc)
+    finally:
+        producer.close()
+        probe.close()
+        hub.stop_workers()
+    if not ok:
+        raise SystemExit(f"worker did not write {wanted} deliveries:\n{hub.log()}")
+    lat = []
+    for r in read_all(bootstrap, hub.names.deliveries):
+        d = codec.DELIVERIES.decode(r.value)
+        sent = sent_at.get(d["event_id"])
+        if sent is not None:
+            lat.append(float(r.timestamp - sent))
+    p50, p99, worst = percentile(lat, 50), percentile(lat, 99), max(lat)
+    print(f"  latency at {achieved:,.0f} events/s over {len(encoded):,} events "
+          f"({len(lat):,} deliveries, {warm_end} warm-up): p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+          f"max {worst:.0f} ms")
+    return {"rate_per_s": round(achieved), "events": len(encoded), "deliveries": len(lat),
+            "p50_ms": p50, "p90_ms": percentile(lat, 90), "p99_ms": p99, "max_ms": worst}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, default=1000.0, help="events/s for latency")
+    parser.add_argument("--seconds", type=float, default=15.0, help="latency run length")
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+
+    t = time.perf_counter()
+    events = province_events(max(args.events, int(args.rate * args.seconds) + 200))
+    print(f"pipeline bench: {len(events):,} simulator events planned in "
+          f"{time.perf_counter() - t:.1f} s; machine {machine()}")
+    with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp, \
+            kafka_cluster() as bootstrap:
+        tput = throughput(bootstrap, Path(tmp), events[:args.events], args.partitions)
+        lat = latency(bootstrap, Path(tmp), events, args.rate, args.seconds, args.partitions)
+    share = tput["worker_per_s"] / tput["passthrough_per_s"]
+    figures = [
+        Figure("worker throughput (events/s)", tput["worker_per_s"], "/s", TARGET_RATE),
+        Figure("worker / raw aiokafka passthrough", share * 100, "%", TARGET_SHARE * 100,
+               note=f"passthrough {tput['passthrough_per_s']:,}/s"),
+        Figure(f"p99 event-to-delivery at {lat['rate_per_s']:,}/s", lat["p99_ms"], "ms",
+               TARGET_P99_MS, higher_is_better=False, note=f"p50 {lat['p50_ms']:.0f} ms"),
+    ]
+    print_table("pipeline (one worker, same broker, same run)", figures)
+    path = write_results("pipeline", figures, {"throughput": tput, "latency": lat})
+    print(f"  results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
