@@ -25,7 +25,16 @@ Outcome = Literal["early", "on_time", "late", "overdue", "open"]
 
 def due_soon_threshold(allot: timedelta, due_soon: timedelta) -> timedelta:
     """min(due_soon_hours, half the item's full allotment) (Alerts, ``due_soon``)."""
-    return min(due_soon, allot / 2)
+    key = (allot, due_soon)
+    threshold = _THRESHOLDS.get(key)
+    if threshold is None:
+        if len(_THRESHOLDS) >= 4096:  # allotments are few: a catalogue's, and zero
+            _THRESHOLDS.clear()
+        threshold = _THRESHOLDS[key] = min(due_soon, allot / 2)
+    return threshold
+
+
+_THRESHOLDS: dict[tuple[timedelta, timedelta], timedelta] = {}
 
 
 @dataclass(slots=True)
@@ -54,12 +63,14 @@ class Clock:
         With ``paused_at`` it starts paused (a hand-off during a pause): ``due`` is then the
         due it would have if it ran from ``clock_start``.
         """
-        due = _due(cal, clock_start, allot)
+        due = cal.add_working_time(clock_start, allot) if allot else cal.next_opening(
+            clock_start)  # _due, inlined: every receipt and hand-off starts clocks
         if paused_at is not None:
             return cls(allot, due, None, allot, None, True, paused_at)
-        clock = cls(allot, due, clock_start, allot)
-        clock._arm_soon(due_soon)
-        return clock
+        # _arm_soon, inlined: a new clock is armed and has its whole allotment left.
+        threshold = due_soon_threshold(allot, due_soon)
+        return cls(allot, due, clock_start, allot, None, True, None, False, ZERO, False,
+                   allot - threshold if threshold > ZERO else None)
 
     def _arm_soon(self, due_soon: timedelta) -> None:
         # Fires where the remaining time equals the threshold, if the clock runs there: a

@@ -614,7 +614,9 @@ def _pending(state: DossierState, cal: WorkingCalendar, until: datetime,
                                       ("step", step.clock, step.agency, index)):
         due = clock.due
         due_key: str | None = None
-        soon = clock.soon_instant(cal, until)
+        # soon_instant's own guard first: most clocks have no due_soon left to fire.
+        soon = (None if clock.soon_left is None or not clock.armed
+                else clock.soon_instant(cal, until))
         if soon is not None and (soon < until or (not strict and soon == until)):
             due_key = instant_key(due)
             key = _key(scope, "due_soon", due, due_key)

@@ -55,11 +55,25 @@ def follow(route: Sequence[tuple[str, timedelta]], position: int, to_agency: str
     """The route step a hand-off from route ``position`` to ``to_agency`` leads to."""
     nxt = position + 1
     if nxt < len(route) and route[nxt][0] == to_agency:
-        return Move(nxt, route[nxt][1], True)
+        return _move(nxt, route[nxt][1], True)
     for j in range(nxt + 1, len(route)):
         if route[j][0] == to_agency:
-            return Move(j, route[j][1], False)
-    return Move(position, ZERO, False)
+            return _move(j, route[j][1], False)
+    return _move(position, ZERO, False)
+
+
+_MOVES: dict[tuple[int, timedelta, bool], Move] = {}
+
+
+def _move(position: int, allot: timedelta, expected: bool) -> Move:
+    """A shared Move (they are immutable and few: route positions times allotments)."""
+    key = (position, allot, expected)
+    move = _MOVES.get(key)
+    if move is None:
+        if len(_MOVES) >= 4096:
+            _MOVES.clear()
+        move = _MOVES[key] = Move(position, allot, expected)
+    return move
 
 
 def delivery_id(event_id: str, destination: str, kind: str) -> str:
