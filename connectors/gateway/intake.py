@@ -8,6 +8,7 @@ carrying ``field`` and ``problem``, and its bytes are exactly what goes to Kafka
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -98,6 +99,11 @@ def parse_body(body: bytes, limits: Limits) -> tuple[list[Any], bool]:
     raise BodyError(400, "not_an_event", "body must be an event object or an array of them")
 
 
+# C0 controls but tab, line feed and carriage return; DEL and C1; bidi embeddings, overrides
+# and isolates.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def normalise(value: Any, limits: Limits, path: str = "", depth: int = 0) -> Any:
     """The value with every string (keys too) in Unicode NFC, refusing over-long strings."""
     if isinstance(value, str):
@@ -107,6 +113,12 @@ def normalise(value: Any, limits: Limits, path: str = "", depth: int = 0) -> Any
         if len(out) > limits.max_string:
             raise _Problem(path, f"{len(out)} characters; at most {limits.max_string}",
                            "too_long", 413)
+        bad = _CONTROL.search(out)
+        if bad is not None:
+            # NUL, escape sequences and bidi overrides have no place in a dossier's text: they
+            # break agency databases and terminals, or disguise what a name says.
+            raise _Problem(path, f"contains control character U+{ord(bad.group()):04X}",
+                           "invalid_event", 422)
         return out
     if depth >= limits.max_depth and isinstance(value, dict | list):
         raise _Problem(path, f"nested deeper than {limits.max_depth} levels", "too_deep")

@@ -283,3 +283,13 @@ def test_a_body_nested_too_deeply_to_parse_is_a_400_not_a_crash() -> None:
     with pytest.raises(BodyError) as refused:
         parse_body(b"[" * 100_000 + b"]" * 100_000, Limits())
     assert (refused.value.status, refused.value.reason) == (400, "malformed_json")
+
+
+@pytest.mark.parametrize("name", ["Lê\x00Văn", "Lê\x1b[31mVăn", "Lê Văn\u202e", "Lê\x85Văn"])
+def test_control_characters_in_text_are_refused_with_their_field(name: str) -> None:
+    from lienthong.connectors.gateway.intake import _Problem, normalise
+
+    with pytest.raises(_Problem) as refused:
+        normalise({"applicant": {"name": name}}, Limits())
+    assert refused.value.field == "applicant.name" and refused.value.status == 422
+    assert normalise({"note": "dòng 1\ndòng 2\tTab"}, Limits())["note"] == "dòng 1\ndòng 2\tTab"
