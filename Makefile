@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install broker-jars test-deps lint bench clean
+.PHONY: up test install broker-jars test-deps lint bench chaos clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -34,6 +34,11 @@ test: install broker-jars test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# Fault scenarios under load (a few minutes each; bounded): kill -9 of workers, a broker of
+# three, the gateway with a spool; destinations down or slow; the broker down. Prints a table.
+chaos: install broker-jars
+	$(BIN)/lienthong chaos
 
 bench: install broker-jars
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
