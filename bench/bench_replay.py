@@ -4,9 +4,11 @@ Generates synthetic dossiers of the sample province — every procedure, receive
 through the year 2026, handed along their routes with realistic delays, some with a supplement
 request, a financial obligation or an apology, ended by result_ready and returned — as JSONL
 lines in memory, then times ``Replay`` over them: JSON decoding, event parsing and validation,
-the state machine and deadlines, the final alert sweep and the report.
+the state machine and deadlines, the final alert sweep and the report. Like ``lienthong replay``
+it runs with Python's cyclic garbage collector held off (``collector_paused``); ``--with-gc``
+measures with the collector running, as a long-lived worker would.
 
-    .venv/bin/python bench/bench_replay.py [--events 120000] [--seed 7]
+    .venv/bin/python bench/bench_replay.py [--events 120000] [--seed 7] [--with-gc]
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import os
 import random
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
 
 from lienthong.services.domain.catalogue import Procedure, load_catalogue
-from lienthong.services.domain.replay import Replay
+from lienthong.services.domain.replay import Replay, collector_paused
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = ROOT / "examples" / "province-h99.yaml"
@@ -94,24 +97,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=120_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--with-gc", action="store_true",
+                        help="keep the cyclic garbage collector running")
     args = parser.parse_args()
     lines = generate(args.events, args.seed)
     catalogue = load_catalogue(CATALOGUE)
     catalogue.calendar.add_working_time(datetime(2026, 1, 5, 8, tzinfo=catalogue.calendar.tz),
                                         timedelta(days=400))  # build the year tables first
-    started = time.process_time()
-    run = Replay(catalogue)
-    run.feed(lines)
-    when = run.finish()
-    applied = time.process_time()
-    report = run.report(when)
-    orjson.dumps(report)
-    done = time.process_time()
+    with nullcontext() if args.with_gc else collector_paused():  # as ``lienthong replay``
+        started = time.process_time()
+        run = Replay(catalogue)
+        run.feed(lines)
+        when = run.finish()
+        applied = time.process_time()
+        report = run.report(when)
+        orjson.dumps(report)
+        done = time.process_time()
     n = len(lines)
     apply_rate, total_rate = n / (applied - started), n / (done - started)
     print(f"events: {n}, dossiers: {len(run.states)}, alerts: {len(run.alerts)}, "
           f"rejected: {len(run.rejected)}")
     print(f"target: >= {TARGET:,} events/s on one core (DESIGN section 10); "
+          f"garbage collector {'on' if args.with_gc else 'paused'}; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"apply (parse + state machine + alerts): {apply_rate:,.0f} events/s "
           f"({apply_rate / TARGET:.2f} x target)")

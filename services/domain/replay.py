@@ -14,7 +14,9 @@ instants as ``YYYY-MM-DDTHH:MM:SS+07:00`` (the province's offset), no fractions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,6 +27,23 @@ from .alerts import Alert
 from .catalogue import Catalogue
 from .dossier import Applied, DossierState, Rejected, apply_event, mark_fired, report, time_alerts
 from .events import InvalidEvent, parse_event
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector for a batch run (restored afterwards).
+
+    A replay builds millions of long-lived objects and no reference cycles (dossier states are
+    trees, freed by reference counting), so the collector's repeated passes over them find
+    nothing and cost about a third of the run. Memory use is the same.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class NowBeforeEvent(ValueError):
@@ -120,7 +139,8 @@ class Replay:
 def replay(lines: Iterable[str | bytes], catalogue: Catalogue,
            now: datetime | None = None) -> tuple[dict[str, Any], list[RejectedLine]]:
     """Run ``lines`` (JSONL) through the core; the report and the rejected lines."""
-    run = Replay(catalogue)
-    run.feed(lines, now)
-    when = run.finish(now)
-    return run.report(when), run.rejected
+    with collector_paused():
+        run = Replay(catalogue)
+        run.feed(lines, now)
+        when = run.finish(now)
+        return run.report(when), run.rejected

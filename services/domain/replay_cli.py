@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from .catalogue import CatalogueError, load_catalogue
-from .replay import NowBeforeEvent, Replay
+from .replay import NowBeforeEvent, Replay, collector_paused
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +37,11 @@ def _usage(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    with collector_paused():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         catalogue = load_catalogue(args.catalog)
     except CatalogueError as exc:
