@@ -288,8 +288,8 @@ class WorkingCalendar:
         The same text as ``t.astimezone(tz).isoformat("T", "seconds")``, from cached pieces
         (the date, the time of day with the span's offset): reports format every instant.
         """
-        local = self._local(t)
-        if not self._covers(local):
+        local = t if t.tzinfo is self.tz else self._local(t)
+        if not self._lo <= local < self._hi and not self._covers(local):
             return local.isoformat("T", "seconds")
         day = self._day_texts.get(local.toordinal())
         if day is None:

@@ -157,6 +157,25 @@ SKIPPED: Final = Skipped()
 Decision = Applied | Rejected | Skipped
 
 
+class _AppliedDraft:
+    """Builds an :class:`Applied` without the frozen dataclass's ``__init__`` (one per event):
+    the same slots, then ``__class__`` assignment, as ``events._Draft`` does for events."""
+
+    __slots__ = ("alerts", "deliveries", "state")
+
+    def __init__(self, state: DossierState, deliveries: list[Delivery],
+                 alerts: list[Alert]) -> None:
+        self.state = state
+        self.deliveries = deliveries
+        self.alerts = alerts
+
+
+def _applied(state: DossierState, deliveries: list[Delivery], alerts: list[Alert]) -> Applied:
+    draft = _AppliedDraft(state, deliveries, alerts)
+    draft.__class__ = Applied  # type: ignore[assignment]
+    return draft  # type: ignore[return-value]
+
+
 # -- state ------------------------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -344,11 +363,11 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
         return problem
 
     cal = catalogue.calendar
-    alerts = [] if state.ended else _fire(state, cal, event.at, strict=True)
+    after_end = state.end_type is not None
+    alerts = [] if after_end else _fire(state, cal, event.at, strict=True)
     deliveries: list[Delivery] = []
     note: str | None = None
     etype = event.type
-    after_end = state.ended
     if etype == "handoff":
         note = _handoff(state, event, catalogue, deliveries, alerts, with_deliveries)
     elif after_end:
@@ -390,7 +409,7 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
     state.last_at = event.at
     state.timeline.append((event.event_id, etype, event.at, event.agency, note))
     state.seen.add(event.event_id)
-    return Applied(state, deliveries, alerts)
+    return _applied(state, deliveries, alerts)
 
 
 def _future(event: Event, now: datetime) -> Rejected:

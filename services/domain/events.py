@@ -259,7 +259,7 @@ def parse_event(data: Mapping[str, Any], tz: tzinfo | None = None) -> Event:
     later comparison with the calendar's instants is cheaper. Raises InvalidEvent(field,
     problem) naming the first problem found.
     """
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise InvalidEvent("", "an event must be a JSON object")
     etype: Any = data.get("type")
     spec = _SPECS.get(etype) if isinstance(etype, str) else None
@@ -324,7 +324,7 @@ _FIELD_PARSERS: dict[str, _FieldParser] = {
     "channel": _channel,
     "applicant": lambda d, n, _t: _applicant(d, n),
     "appointment_at": lambda d, n, _t: _instant(d, n),
-    "to_agency": lambda d, n, _t: _agency(d, n),
+    "to_agency": lambda d, n, _t: _code(d, n, _GOOD_AGENCIES, agency_code_problem),
     "note": lambda d, n, _t: _text(d, n, required=False),
     "reason": lambda d, n, _t: _text(d, n),
     "amount_vnd": lambda d, n, _t: _amount(d, n),

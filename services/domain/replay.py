@@ -81,7 +81,7 @@ class Replay:
         tz = catalogue.calendar.tz
         count = 0
         for number, line in enumerate(lines, 1):
-            if not line.strip():
+            if not line or line.isspace():
                 continue
             count += 1
             try:
