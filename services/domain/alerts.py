@@ -36,8 +36,17 @@ def uuid5_text(name: str) -> str:
 
 def instant_key(t: datetime) -> str:
     """A compact, exact, zone-independent spelling of an instant, for ids."""
-    seconds = int(t.timestamp()) if not t.microsecond else t.timestamp()
-    return str(seconds)
+    key = _INSTANT_KEYS.get(t)
+    if key is None:
+        # Many alerts share due instants (a window's close); equal instants, equal keys.
+        if len(_INSTANT_KEYS) >= 65536:
+            _INSTANT_KEYS.clear()
+        seconds = int(t.timestamp()) if not t.microsecond else t.timestamp()
+        key = _INSTANT_KEYS[t] = str(seconds)
+    return key
+
+
+_INSTANT_KEYS: dict[datetime, str] = {}
 
 
 def time_alert_id(dossier: str, scope: str, kind: str, due: datetime) -> str:
@@ -89,15 +98,42 @@ class Alert:
         }
 
 
+class _Draft:
+    """Builds an :class:`Alert` without the frozen dataclass's ``__init__`` (ten
+    ``object.__setattr__`` calls; a replay raises an alert every other event or so): the same
+    slots, then ``__class__`` assignment."""
+
+    __slots__ = ("agency", "at", "dossier", "due_at", "event_id", "id_name", "kind",
+                 "procedure", "scope", "step")
+
+    def __init__(self, id_name: str, kind: str, scope: str, dossier: str, agency: str,
+                 due_at: datetime | None, at: datetime, procedure: str | None,
+                 step: int | None, event_id: str | None) -> None:
+        self.id_name = id_name
+        self.kind = kind
+        self.scope = scope
+        self.dossier = dossier
+        self.agency = agency
+        self.due_at = due_at
+        self.at = at
+        self.procedure = procedure
+        self.step = step
+        self.event_id = event_id
+
+    def done(self) -> Alert:
+        self.__class__ = Alert  # type: ignore[assignment]
+        return self  # type: ignore[return-value]
+
+
 def time_alert(kind: str, scope: str, dossier: str, agency: str, due: datetime,
                at: datetime, procedure: str, step: int | None,
                due_key: str | None = None) -> Alert:
     """A due_soon/overdue alert about the due instant ``due``, firing at ``at``."""
     name = f"{dossier}|{scope}|{kind}|{due_key or instant_key(due)}"
-    return Alert(name, kind, scope, dossier, agency, due, at, procedure, step)
+    return _Draft(name, kind, scope, dossier, agency, due, at, procedure, step, None).done()
 
 
 def event_alert(kind: str, dossier: str, agency: str, event_id: str, at: datetime,
                 procedure: str, due_at: datetime | None = None) -> Alert:
-    return Alert(f"{dossier}|{kind}|{event_id}", kind, "dossier", dossier, agency,
-                 due_at, at, procedure, None, event_id)
+    return _Draft(f"{dossier}|{kind}|{event_id}", kind, "dossier", dossier, agency,
+                  due_at, at, procedure, None, event_id).done()
