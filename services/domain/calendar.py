@@ -164,6 +164,7 @@ class WorkingCalendar:
         self._empty_tail = 0  # empty years at the span's end
         self._day_texts: dict[int, str] = {}  # ordinal -> "YYYY-MM-DDT" (format_local)
         self._clock_texts: dict[int, str] = {}  # second of the day -> "HH:MM:SS+07:00"
+        self._suffix = ""  # the span's offset as ISO text
         for year in years or ():
             self._year(year)
             self._reach(year)
@@ -294,10 +295,11 @@ class WorkingCalendar:
         day = self._day_texts.get(local.toordinal())
         if day is None:
             day = self._day_texts[local.toordinal()] = local.date().isoformat() + "T"
-        second = local.hour * 3600 + local.minute * 60 + local.second
-        clock = self._clock_texts.get(second)
+        hour, minute, second = local.hour, local.minute, local.second
+        key = hour * 3600 + minute * 60 + second
+        clock = self._clock_texts.get(key)
         if clock is None:
-            clock = self._clock_texts[second] = local.isoformat("T", "seconds")[11:]
+            clock = self._clock_texts[key] = f"{hour:02d}:{minute:02d}:{second:02d}{self._suffix}"
         return day + clock
 
     def _add_slow(self, start: datetime, amount: timedelta) -> datetime:
@@ -351,6 +353,7 @@ class WorkingCalendar:
             self._offset = offset
             self._first, self._last = year, year - 1
             self._lo = self._hi = datetime(year, 1, 1, tzinfo=self.tz)
+            self._suffix = self._lo.isoformat()[19:]  # the offset as ISO text: "+07:00"
         if year > self._last:
             if year - self._last > _MAX_SPAN_GAP:
                 return False
