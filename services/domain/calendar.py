@@ -364,7 +364,10 @@ class WorkingCalendar:
         if self._first - year > _MAX_SPAN_GAP or any(
                 self._fixed_offset(y) != self._offset for y in range(year, self._first)):
             return False
-        # Earlier years: rebuild the lists from the new first year on.
+        # Earlier years: rebuild the lists from the new first year on; all or nothing, so an
+        # instant found in the span stays in it.
+        saved = (self._first, self._last, self._lo, self._hi, self._opens, self._closes,
+                 self._cum, self._empty_tail)
         last = self._last
         self._first, self._last = year, year - 1
         self._lo = self._hi = datetime(year, 1, 1, tzinfo=self.tz)
@@ -372,6 +375,8 @@ class WorkingCalendar:
         self._empty_tail = 0
         while self._last < last:
             if not self._grow():
+                (self._first, self._last, self._lo, self._hi, self._opens, self._closes,
+                 self._cum, self._empty_tail) = saved
                 return False
         return True
 

@@ -11,6 +11,7 @@ from lienthong.services.domain.calendar import WorkingCalendar
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PARIS = ZoneInfo("Europe/Paris")
 ZONES = [TZ, UTC, ZoneInfo("America/New_York"), PARIS]
+H = timedelta(hours=1)
 
 
 class EpochTablesOnly(WorkingCalendar):
@@ -127,3 +128,16 @@ def test_local_text_in_a_zone_with_daylight_saving_carries_each_offset() -> None
     assert cal.format_local(datetime(2026, 3, 28, 12, 0, 5, 900, tzinfo=UTC)) == (
         "2026-03-28T13:00:05+01:00")
     assert cal.format_local(datetime(2026, 3, 30, 12, tzinfo=UTC)) == "2026-03-30T14:00:00+02:00"
+
+
+def test_decades_without_working_days_before_the_span_keep_results_exact() -> None:
+    off = [date(1995, 1, 1) + timedelta(days=i)
+           for i in range((date(2021, 1, 1) - date(1995, 1, 1)).days)]
+    fast, slow = WorkingCalendar(extra_days_off=off), EpochTablesOnly(extra_days_off=off)
+    now = datetime(2026, 6, 8, 9, tzinfo=TZ)
+    assert same(fast.add_working_time(now, 8 * H), slow.add_working_time(now, 8 * H))
+    early = datetime(1994, 6, 1, 9, tzinfo=TZ)
+    for a, b in ((early, now), (now, early)):
+        assert fast.working_time_between(a, b) == slow.working_time_between(a, b)
+    assert fast.working_time_between(early, now) > timedelta(0)
+    assert same(fast.add_working_time(now, 3 * H), slow.add_working_time(now, 3 * H))
