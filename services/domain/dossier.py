@@ -800,17 +800,32 @@ def report(state: DossierState, catalogue: Catalogue, now: datetime) -> dict[str
     """The dossier's row of the replay report (DESIGN section 9), as seen at ``now``."""
     cal = catalogue.calendar
     fmt = cal.format_local
-    steps = [{
-        "agency": s.agency, "started_at": fmt(s.started_at),
-        "due_at": fmt(s.clock.due),
-        "ended_at": None if s.ended_at is None else fmt(s.ended_at),
-        "outcome": s.clock.outcome(cal, s.judged_at, now),
-    } for s in state.steps]
+    # A step starts at the instant the one before ended (the same object), the first at the
+    # receipt, and the dossier ends when its last step does: each is formatted once.
+    steps: list[dict[str, Any]] = []
+    last: datetime | None = None
+    last_text = ""
+    received_text = ""
+    for s in state.steps:
+        started, ended, clock = s.started_at, s.ended_at, s.clock
+        started_text = last_text if started is last else fmt(started)
+        if not steps:
+            received_text = started_text
+        ended_text = None
+        if ended is not None:
+            ended_text = last_text = fmt(ended)
+            last = ended
+        steps.append({"agency": s.agency, "started_at": started_text, "due_at": fmt(clock.due),
+                      "ended_at": ended_text, "outcome": clock.outcome(cal, s.judged_at, now)})
+    received = state.received_at
+    ended = state.ended_at
     outcome = dossier_outcome(state, catalogue, now)
     return {
         "dossier": state.code, "procedure": state.procedure,
-        "received_at": fmt(state.received_at), "due_at": fmt(state.clock.due),
-        "ended_at": None if state.ended_at is None else fmt(state.ended_at),
+        "received_at": (received_text if steps and received is state.steps[0].started_at
+                        else fmt(received)),
+        "due_at": fmt(state.clock.due),
+        "ended_at": None if ended is None else last_text if ended is last else fmt(ended),
         "outcome": outcome,
         "late_agencies": late_agencies(state, catalogue, now, outcome),
         "steps": steps,
