@@ -221,8 +221,8 @@ class WorkingCalendar:
 
     def next_opening(self, t: datetime) -> datetime:
         """``t`` itself if inside [open, close); else the next window's opening."""
-        local = self._local(t)
-        if self._covers(local):
+        local = t if t.tzinfo is self.tz else self._local(t)
+        if self._lo <= local < self._hi or self._covers(local):
             closes = self._closes
             j = bisect_right(closes, local)
             if j < len(closes) or self._grow_past(j):
@@ -247,8 +247,8 @@ class WorkingCalendar:
             raise ValueError(f"cannot add a negative working time ({amount})")
         if not amount:
             return start
-        local = self._local(start)
-        if self._covers(local):
+        local = start if start.tzinfo is self.tz else self._local(start)
+        if self._lo <= local < self._hi or self._covers(local):
             closes, cum = self._closes, self._cum
             j = bisect_right(closes, local)
             if j < len(closes) or self._grow_past(j):
@@ -265,8 +265,11 @@ class WorkingCalendar:
 
     def working_time_between(self, a: datetime, b: datetime) -> timedelta:
         """Working time from ``a`` to ``b``; zero if ``b`` is not after ``a``."""
-        la, lb = self._local(a), self._local(b)
-        if self._covers(la) and self._covers(lb):
+        tz = self.tz
+        la = a if a.tzinfo is tz else self._local(a)
+        lb = b if b.tzinfo is tz else self._local(b)
+        lo, hi = self._lo, self._hi
+        if (lo <= la < hi or self._covers(la)) and (lo <= lb < hi or self._covers(lb)):
             if lb <= la:
                 return _ZERO
             return self._position(lb) - self._position(la)

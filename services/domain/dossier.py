@@ -494,7 +494,7 @@ def _receive(event: Event, catalogue: Catalogue, with_deliveries: bool) -> Appli
         "dossier": state.code, "procedure": state.procedure, "status": PORTAL_RECEIVED,
         "channel": PORTAL_CHANNEL[state.channel], "agency": agency,
         "at": event.at.isoformat(), "event_id": event.event_id})] if with_deliveries else []
-    return Applied(state, deliveries, alerts)
+    return _applied(state, deliveries, alerts)
 
 
 def _clock_start(cal: WorkingCalendar, at: datetime, cutoff: time | None) -> datetime:
