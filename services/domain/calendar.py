@@ -48,8 +48,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _ZERO = timedelta(0)
 _HALF_HOUR = timedelta(minutes=30)
-# The span grows year by year; an instant further than this from it takes the slow path.
-_MAX_SPAN_GAP = 50
+# The span grows year by year; an instant more years than this away from it takes the epoch
+# tables (one year built) rather than build every year in between.
+_MAX_SPAN_GAP = 5
 # A calendar whose every day is off would make add_working_time search forever.
 _MAX_EMPTY_YEARS = 20
 
