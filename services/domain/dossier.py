@@ -633,9 +633,10 @@ def _pending(state: DossierState, cal: WorkingCalendar, until: datetime,
                                       ("step", step.clock, step.agency, index)):
         due = clock.due
         due_key: str | None = None
-        # soon_instant's own guard first: most clocks have no due_soon left to fire.
-        soon = (None if clock.soon_left is None or not clock.armed
-                else clock.soon_instant(cal, until))
+        # soon_instant's own guard and cache first: most clocks have no due_soon left to
+        # fire, or know its instant already.
+        soon = (None if clock.soon_left is None or not clock.armed or clock.run_from is None
+                else clock.soon_at or clock.soon_instant(cal, until))
         if soon is not None and (soon < until or (not strict and soon == until)):
             due_key = instant_key(due)
             key = _key(scope, "due_soon", due, due_key)
@@ -657,7 +658,11 @@ def _pending(state: DossierState, cal: WorkingCalendar, until: datetime,
                 out.append((time_alert("overdue", "dossier", code, state.holder,
                                        apology.new_due_at, at, procedure, None), key))
     if len(out) > 1:
-        out.sort(key=lambda pair: pair[0].at)
+        if len(out) == 2:  # the common pair (due_soon and overdue, or dossier and step)
+            if out[1][0].at < out[0][0].at:
+                out.reverse()
+        else:
+            out.sort(key=lambda pair: pair[0].at)
     return out
 
 
@@ -672,6 +677,8 @@ def _apology_fires_at(state: DossierState, apology: Apology) -> datetime:
 def _fire(state: DossierState, cal: WorkingCalendar, until: datetime,
           strict: bool) -> list[Alert]:
     pending = _pending(state, cal, until, strict)
+    if not pending:
+        return []
     for alert, key in pending:
         _record(state, alert, key)
     return [alert for alert, _ in pending]
