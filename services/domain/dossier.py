@@ -654,7 +654,8 @@ def _pending(state: DossierState, cal: WorkingCalendar, until: datetime,
         at = _apology_fires_at(state, apology)
         if at < until or (not strict and at == until):
             key = _key("dossier", "overdue", apology.new_due_at)
-            if key not in fired:
+            # Two apologies with one date, or a date equal to the due: one alert (one id).
+            if key not in fired and not any(k == key for _, k in out):
                 out.append((time_alert("overdue", "dossier", code, state.holder,
                                        apology.new_due_at, at, procedure, None), key))
     if len(out) > 1:
