@@ -96,11 +96,17 @@ class DossierTable(MutableMapping[bytes, DossierState]):
 
 
 class _FaustOutputs:
+    """Sends straight to the app's producer (the one faust's ``Topic.send`` ends in): same
+    order, same acknowledgement, without faust's per-record message, callback and sensor
+    objects, which cost the worker about as much CPU as the tracker's own work."""
+
     def __init__(self, by_kind: dict[str, faust.TopicT]) -> None:
-        self._by_kind = by_kind
+        self._to = {kind: (topic.app, topic.get_topic_name()) for kind, topic in by_kind.items()}
 
     async def send(self, kind: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
-        return await self._by_kind[kind].send(key=key, value=value)
+        app, name = self._to[kind]
+        return await app.producer.send(name, key, value, partition=None, timestamp=None,
+                                       headers=None)
 
 
 @dataclass
