@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Awaitable, Iterator, MutableMapping
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -55,16 +55,34 @@ class DossierStateCodec(Codec):
         return DossierState.from_dict(json.loads(data), self.tz)
 
 
-class DossierTable(MutableMapping[bytes, DossierState]):
+class DossierTable:
     """The changelogged dossier table as the tracker sees it: values are always DossierState.
 
     faust's recovery paths may hand back the changelog's JSON decoded as plain dicts; they are
     turned into states on first read and cached in the store without a changelog write.
+
+    ``save`` writes the changelog itself and waits for Kafka's acknowledgement. A plain table
+    assignment would queue the record in faust's producer buffer, whose flush before an offset
+    commit gives up after 100 ms without progress (faust-streaming 0.15.3
+    ``ProducerBuffer.flush_atmost``): under load an offset could be committed ahead of its
+    state, and a worker killed then would lose the dossier.
     """
 
-    def __init__(self, table: Any, tz: tzinfo) -> None:
+    def __init__(self, table: Any, codec: DossierStateCodec) -> None:
         self._table = table
-        self._tz = tz
+        self._tz = codec.tz
+        self._codec = codec
+
+    async def save(self, changes: Sequence[tuple[bytes, DossierState]]) -> None:
+        topic = self._table.changelog_topic
+        acks = [await topic.send(key=key, value=self._codec.dumps(state),
+                                 key_serializer="raw", value_serializer="raw")
+                for key, state in changes]
+        if acks:
+            await asyncio.gather(*acks)
+        data = self._table.data
+        for key, state in changes:
+            data[key] = state
 
     def _state(self, key: bytes, value: Any) -> DossierState:
         if isinstance(value, dict):
@@ -72,21 +90,9 @@ class DossierTable(MutableMapping[bytes, DossierState]):
             self._table.data[key] = value
         return value  # type: ignore[no-any-return]
 
-    def __getitem__(self, key: bytes) -> DossierState:
-        return self._state(key, self._table[key])
-
     def get(self, key: bytes, default: Any = None) -> Any:
         value = self._table.get(key)
         return default if value is None else self._state(key, value)
-
-    def __setitem__(self, key: bytes, value: DossierState) -> None:
-        self._table[key] = value
-
-    def __delitem__(self, key: bytes) -> None:
-        del self._table[key]
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(list(self._table.keys()))
 
     def __len__(self) -> int:
         return len(self._table)
@@ -175,12 +181,12 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
         # same key bytes), and the sweeper may write outside a stream.
         use_partitioner=True,
     )
-    # Writes take the table's own serializers, which faust derives from model types only; the
-    # store and the changelog topic are made lazily, so setting them here is in time.
+    # faust derives a table's serializers from model types only; the store and the changelog
+    # topic are made lazily from these attributes, so setting them here is in time.
     table.key_serializer = "raw"
     table.value_serializer = state_codec
     tracker = Tracker(catalogue=catalogue, clock=clock,
-                      states=DossierTable(table, catalogue.calendar.tz),
+                      states=DossierTable(table, state_codec),
                       outputs=_FaustOutputs(by_kind), partitions=settings.partitions)
 
     @app.agent(events_topic)

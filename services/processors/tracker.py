@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Collection, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -66,6 +66,22 @@ DELIVERY, ALERT, DEADLETTER, STATUS = "delivery", "alert", "deadletter", "status
 Output = tuple[str, bytes | None, bytes]  # (kind, key, value)
 
 
+class DossierStates(Protocol):
+    """The dossiers' states (bảng trạng thái hồ sơ): read like a mapping, made durable by
+    ``save``, which returns only once the new states are on the changelog."""
+
+    def get(self, key: bytes, default: Any = None) -> Any: ...
+    def items(self) -> Iterable[tuple[bytes, DossierState]]: ...
+    async def save(self, changes: Sequence[tuple[bytes, DossierState]]) -> None: ...
+
+
+class InMemoryStates(dict[bytes, DossierState]):
+    """States held in this process only (tests, tools): ``save`` just stores them."""
+
+    async def save(self, changes: Sequence[tuple[bytes, DossierState]]) -> None:
+        self.update(changes)
+
+
 class Outputs(Protocol):
     """Where the tracker writes. ``send`` queues one record in call order and returns an
     awaitable that completes when Kafka acknowledged it."""
@@ -96,7 +112,7 @@ class Tracker:
     """Applies events and fires time alerts for the dossiers of this worker's partitions."""
 
     def __init__(self, *, catalogue: Catalogue, clock: Clock,
-                 states: MutableMapping[bytes, DossierState], outputs: Outputs,
+                 states: DossierStates, outputs: Outputs,
                  partitions: int, index: DeadlineIndex | None = None,
                  live: bool = True) -> None:
         self.catalogue = catalogue
@@ -239,9 +255,10 @@ class Tracker:
         acks = [await self.outputs.send(kind, key, value) for kind, key, value in out]
         if acks:
             await asyncio.gather(*acks)
-        # Outputs are on Kafka: only now may the new states become durable.
+        # Outputs are on Kafka: only now may the new states become durable, and they are
+        # before this returns (so before the source offsets can be committed).
+        await self.states.save([(key, state) for key, (_, state) in changed.items()])
         for key, (partition, state) in changed.items():
-            self.states[key] = state
             self._schedule(partition, key, state)
         self.holdings.update(((key, state) for key, (_, state) in changed.items()), now)
         metrics.INDEXED.set(len(self.index))

@@ -69,7 +69,7 @@ class Hub:
                "LIENTHONG_WORKER_PORT": str(free_port())}
         log = open(self.workdir / f"worker{len(self.workers)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "lienthong.services.cli", "worker",
-                                 "--loglevel", "warning"], env=env, stdout=log,
+                                 "--loglevel", "info"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=self.workdir)
         self.workers.append(proc)
         return proc

@@ -12,8 +12,7 @@ import pytest
 
 from lienthong.schemas import codec
 from lienthong.services.domain.catalogue import load_catalogue
-from lienthong.services.domain.dossier import DossierState
-from lienthong.services.processors.tracker import SourceRecord, Tracker
+from lienthong.services.processors.tracker import InMemoryStates, SourceRecord, Tracker
 
 CATALOGUE = load_catalogue(Path(__file__).parents[2] / "examples" / "province-h99.yaml")
 COMMUNE, POLICE = "000.00.15.H99", "000.02.10.H99"
@@ -64,9 +63,9 @@ def records(*events: dict[str, Any], start: int = 0) -> list[SourceRecord]:
                          codec.EVENTS.encode(e)) for i, e in enumerate(events)]
 
 
-def make(now: str) -> tuple[Tracker, RecordingOutputs, dict[bytes, DossierState], FixedClock]:
+def make(now: str) -> tuple[Tracker, RecordingOutputs, InMemoryStates, FixedClock]:
     outputs = RecordingOutputs()
-    states: dict[bytes, DossierState] = {}
+    states = InMemoryStates()
     clock = FixedClock(datetime.fromisoformat(now))
     return Tracker(catalogue=CATALOGUE, clock=clock, states=states, outputs=outputs,
                    partitions=8), outputs, states, clock
