@@ -236,12 +236,15 @@ def _amount(data: Mapping[str, Any], name: str) -> int:
     return value
 
 
+_APPLICANT_FIELDS = frozenset({"name", "id_number"})
+
+
 def _applicant(data: Mapping[str, Any], name: str) -> Applicant:
     value = data[name]
     if not isinstance(value, Mapping):
         raise InvalidEvent(name, "must be an object with name and id_number")
-    unknown = set(value) - {"name", "id_number"}
-    if unknown:
+    if not value.keys() <= _APPLICANT_FIELDS:
+        unknown = set(value) - _APPLICANT_FIELDS
         raise InvalidEvent(f"{name}.{sorted(unknown)[0]}", "is not a field of applicant")
     if "name" not in value:
         raise InvalidEvent(f"{name}.name", "is required")
