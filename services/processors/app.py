@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -26,6 +27,7 @@ from lienthong.schemas import topics
 from lienthong.services.clock import Clock, WallClock
 from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.domain.dossier import DossierState
+from lienthong.services.processors.offsets import OffsetGuard
 from lienthong.services.processors.tracker import (
     ALERT,
     DEADLETTER,
@@ -189,6 +191,30 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
                       states=DossierTable(table, state_codec),
                       outputs=_FaustOutputs(by_kind), partitions=settings.partitions)
 
+    guard = OffsetGuard()
+
+    admin: list[Any] = []  # one kafka-python admin client, made on first use
+
+    def committed_offsets() -> dict[int, int]:
+        """The group's committed offsets of dossier.events, asked of the broker (faust's own
+        view of them is not yet set when a backlog starts to flow after a rebalance)."""
+        if not admin:
+            from kafka import KafkaAdminClient
+
+            admin.append(KafkaAdminClient(bootstrap_servers=bootstrap.split(","),
+                                          client_id=f"{settings.app_id}-offsets"))
+        offsets = admin[0].list_group_offsets(settings.app_id).get(settings.app_id, {})
+        return {tp.partition: meta.offset for tp, meta in offsets.items()
+                if tp.topic == names.events and meta.offset >= 0}
+
+    async def resume_positions(partitions: set[int]) -> dict[int, int | None]:
+        """Where each partition resumes: its committed offset, else the log's start."""
+        committed = await asyncio.to_thread(committed_offsets)
+        missing = [TP(names.events, p) for p in partitions if p not in committed]
+        earliest = await app.consumer.earliest_offsets(*missing) if missing else {}
+        return {p: committed[p] if p in committed else earliest.get(TP(names.events, p))
+                for p in partitions}
+
     @app.agent(events_topic)
     async def track(stream: faust.StreamT[bytes]) -> None:
         """Dossier tracker: applies each event of dossier.events to its dossier's state."""
@@ -196,9 +222,18 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
             records = [SourceRecord(e.message.topic, e.message.partition, e.message.offset,
                                     e.message.key, e.message.value) for e in batch]
             try:
-                await tracker.handle(records)
+                fresh = {r.partition for r in records} - guard.known()
+                if fresh:
+                    guard.start(await resume_positions(fresh))
+                ready, seeks = guard.admit(records, time.monotonic())
+                for partition, offset in seeks.items():
+                    log.warning("offsets of partition %d skipped from %d: seeking back",
+                                partition, offset)
+                    await app.consumer.seek(TP(names.events, partition), offset)
+                if ready:
+                    await tracker.handle(ready)
             except Exception:  # a failed write leaves memory ahead of the changelog
-                log.exception("could not write a batch's outputs; stopping the worker")
+                log.exception("could not apply a batch; stopping the worker")
                 os._exit(70)
 
     # Partitions of dossier.events this worker owns, split into those whose backlog (records
@@ -241,6 +276,7 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
         live.clear()
         catching_up.clear()
         catching_up.update(owned)
+        guard.forget()
         log.info("deadline index rebuilt: %d dossiers on partitions %s", count, sorted(owned))
 
     @app.page("/metrics")
