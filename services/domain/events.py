@@ -51,6 +51,9 @@ POSTAL_LEGS = ("dossier_in", "result_out")
 POSTAL_STATUSES = ("picked_up", "in_transit", "delivered", "failed", "returned_to_sender")
 
 COMMON_FIELDS = ("event_id", "type", "dossier", "at", "agency")
+# Fields of the contract any event may carry that the engine does not use (Avro event schema
+# v2 adds ``correlation_id``); accepted so a newer producer's events are not refused.
+CARRIED_FIELDS = ("correlation_id",)
 
 # Extra fields per type: (name, required).
 TYPE_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
@@ -72,7 +75,8 @@ EVENT_TYPES: tuple[str, ...] = tuple(TYPE_FIELDS)
 
 _ALL_FIELDS = frozenset(COMMON_FIELDS).union(
     name for fields in TYPE_FIELDS.values() for name, _ in fields)
-_ALLOWED = {t: frozenset(COMMON_FIELDS).union(n for n, _ in f) for t, f in TYPE_FIELDS.items()}
+_ALLOWED = {t: frozenset(COMMON_FIELDS + CARRIED_FIELDS).union(n for n, _ in f)
+            for t, f in TYPE_FIELDS.items()}
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MAX_TEXT = 2000  # longest free text (reason, note, names) the hub accepts

@@ -136,3 +136,16 @@ def test_arbitrary_objects_either_parse_or_raise_invalid_event(data: dict[str, A
         parse_event(data)
     except InvalidEvent as exc:
         assert str(exc)
+
+
+def test_a_v2_event_with_a_correlation_id_is_accepted() -> None:
+    # Avro event schema v2 adds the optional correlation_id; the engine carries on without it.
+    from lienthong.schemas import codec
+    from lienthong.services.domain.events import parse_event as parse
+
+    raw = {"event_id": "5b1e7c1e-0d4e-4c9a-9d3e-2f1a0b9c8d7e", "type": "handoff",
+           "dossier": "000.00.15.H99-20261125-0000007", "at": "2026-11-25T10:00:00+07:00",
+           "agency": "000.00.15.H99", "to_agency": "000.02.10.H99",
+           "correlation_id": "vendor-7f3a"}
+    event = parse(codec.EVENTS.decode(codec.EVENTS.encode(raw)))
+    assert event.to_agency == "000.02.10.H99"
