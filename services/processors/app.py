@@ -27,6 +27,7 @@ from lienthong.schemas import topics
 from lienthong.services.clock import Clock, WallClock
 from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.domain.dossier import DossierState
+from lienthong.services.processors import metrics
 from lienthong.services.processors.offsets import OffsetGuard
 from lienthong.services.processors.tracker import (
     ALERT,
@@ -253,6 +254,21 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
                 catching_up.discard(tp.partition)
                 live.add(tp.partition)
                 log.info("partition %d caught up at offset %d: sweeping it", tp.partition, done)
+
+    @app.timer(5.0)
+    async def measure_lag() -> None:
+        """lienthong_consumer_lag{consumer="worker"} of the partitions this worker owns."""
+        if app.rebalancing:
+            return
+        owned = live | catching_up
+        ends = await app.consumer.highwaters(*(TP(names.events, p) for p in owned))
+        committed = await asyncio.to_thread(committed_offsets)
+        metrics.CONSUMER_LAG.clear()
+        for tp, end in ends.items():
+            done = tracker.processed.get(tp.partition, committed.get(tp.partition, 0))
+            if end is not None:
+                metrics.CONSUMER_LAG.labels("worker", names.events, str(tp.partition)).set(
+                    max(0, end - done))
 
     @app.timer(SWEEP_INTERVAL)
     async def sweep() -> None:

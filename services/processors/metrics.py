@@ -21,3 +21,5 @@ OPEN_DOSSIERS = Gauge("lienthong_open_dossiers", "Open dossiers held, by agency 
                       ["agency", "level"])
 OVERDUE_DOSSIERS = Gauge("lienthong_overdue_dossiers", "Overdue open dossiers, by agency and level",
                          ["agency", "level"])
+CONSUMER_LAG = Gauge("lienthong_consumer_lag", "Records behind the partition's end",
+                     ["consumer", "topic", "partition"])

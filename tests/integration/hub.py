@@ -45,6 +45,7 @@ class Hub:
     partitions: int = 4
     prefix: str = field(default_factory=lambda: f"h{uuid.uuid4().hex[:8]}.")
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_ports: list[int] = field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
@@ -66,13 +67,17 @@ class Hub:
                "LIENTHONG_APP_ID": self.settings.app_id,
                "LIENTHONG_CATALOG": str(CATALOGUE), "LIENTHONG_CLOCK": clock,
                "LIENTHONG_DATA_DIR": str(self.workdir / f"w{len(self.workers)}"),
-               "LIENTHONG_WORKER_PORT": str(free_port())}
+               "LIENTHONG_WORKER_PORT": str(self._new_port())}
         log = open(self.workdir / f"worker{len(self.workers)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "lienthong.services.cli", "worker",
                                  "--loglevel", "info"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=self.workdir)
         self.workers.append(proc)
         return proc
+
+    def _new_port(self) -> int:
+        self.worker_ports.append(free_port())
+        return self.worker_ports[-1]
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
         proc.send_signal(signal.SIGKILL)

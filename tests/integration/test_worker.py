@@ -224,3 +224,24 @@ def test_two_workers_share_partitions_and_the_survivor_takes_over(hub: Hub) -> N
     hub.kill(first)
     publisher.join(30)
     print(check_exactly_once(hub, events, dossiers))
+
+
+def test_the_worker_exports_its_consumer_lag_and_holdings(hub: Hub) -> None:
+    import httpx
+
+    worker = hub.start_worker()
+    hub.publish([received(code(3), "2026-11-25T09:15:00+07:00")])
+    port = hub.worker_ports[-1]
+    deadline = time.time() + 60
+    text = ""
+    while time.time() < deadline and worker.poll() is None:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            text = ""
+        if 'lienthong_consumer_lag{consumer="worker"' in text and \
+                'lienthong_open_dossiers{agency="000.00.15.H99",level="commune"} 1.0' in text:
+            break
+        time.sleep(1)
+    assert 'lienthong_consumer_lag{consumer="worker"' in text, hub.log()
+    assert 'lienthong_open_dossiers{agency="000.00.15.H99",level="commune"} 1.0' in text
