@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from lienthong.services.domain.calendar import WorkingCalendar
@@ -41,11 +44,22 @@ def measure(ops: int, seed: int = 7) -> dict[str, float]:
     }
 
 
+def _write_results(name: str, data: dict[str, Any]) -> None:
+    """bench/results/<name>.json, for comparison over time."""
+    path = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"bench": name, "when": datetime.now(UTC).isoformat(
+        timespec="seconds"), "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        **data}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=200_000)
     args = parser.parse_args()
-    print(json.dumps(measure(args.ops)))
+    figures = measure(args.ops)
+    print(json.dumps(figures))
+    _write_results("calendar", figures)
 
 
 if __name__ == "__main__":

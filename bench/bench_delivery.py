@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
 import time
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from kafka import KafkaAdminClient, KafkaProducer
@@ -117,6 +122,15 @@ async def scenario(bootstrap: str, name: str, n: int, destinations: int,
     return rate
 
 
+def _write_results(name: str, data: dict[str, Any]) -> None:
+    """bench/results/<name>.json, for comparison over time."""
+    path = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"bench": name, "when": datetime.now(UTC).isoformat(
+        timespec="seconds"), "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        **data}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=3000)
@@ -130,6 +144,12 @@ async def main() -> None:
                               args.destinations, (0.5, 503))
         print(f"healthy throughput ratio: slow/healthy {slow / base:.2f}, "
               f"dead/healthy {dead / base:.2f}")
+    _write_results("delivery", {
+        "deliveries": args.deliveries, "destinations": args.destinations,
+        "healthy_per_s": {"all_healthy": round(base), "one_slow": round(slow),
+                          "one_dead": round(dead)},
+        "ratio_slow_vs_healthy": round(slow / base, 3),
+        "ratio_dead_vs_healthy": round(dead / base, 3)})
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,15 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _write_results(name: str, data: dict[str, Any]) -> None:
+    """bench/results/<name>.json, for comparison over time."""
+    path = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"bench": name, "when": datetime.now(UTC).isoformat(
+        timespec="seconds"), "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        **data}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -151,6 +161,7 @@ def main() -> None:
     results["ratio_signed_spool_vs_healthz"] = round(
         results["signed_post_to_spool"]["requests_per_s"] / h, 3)
     print(json.dumps(results, indent=2))
+    _write_results("gateway", results)
 
 
 if __name__ == "__main__":

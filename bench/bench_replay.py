@@ -20,8 +20,9 @@ import random
 import time
 import uuid
 from contextlib import nullcontext
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -93,6 +94,15 @@ def generate(n_events: int, seed: int) -> list[bytes]:
     return lines
 
 
+def _write_results(name: str, data: dict[str, Any]) -> None:
+    """bench/results/<name>.json, for comparison over time."""
+    path = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"bench": name, "when": datetime.now(UTC).isoformat(
+        timespec="seconds"), "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        **data}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=120_000)
@@ -126,6 +136,12 @@ def main() -> None:
           f"({total_rate / TARGET:.2f} x target)")
     if run.rejected:
         print("first rejections:", *run.rejected[:3], sep="\n  ")
+    _write_results("replay", {
+        "events": n, "dossiers": len(run.states), "alerts": len(run.alerts),
+        "rejected": len(run.rejected), "gc": args.with_gc, "target_per_s": TARGET,
+        "apply_per_s": round(apply_rate), "end_to_end_per_s": round(total_rate),
+        "ratio_apply_to_target": round(apply_rate / TARGET, 3),
+        "ratio_end_to_end_to_target": round(total_rate / TARGET, 3)})
 
 
 if __name__ == "__main__":
