@@ -1,6 +1,6 @@
 """Worker pipeline: dossier.events -> tracker -> deliveries, vs a raw aiokafka passthrough.
 
-    .venv/bin/python bench/bench_pipeline.py [--events 50000] [--rate 1000] [--seconds 10]
+    .venv/bin/python bench/bench_pipeline.py [--events 30000] [--rate 1000] [--seconds 10]
                                         [--low-rate 250]
 
 DESIGN section 10 targets: one worker sustains >= 5,000 events/s and >= 50 % of a raw aiokafka
@@ -243,7 +243,7 @@ def latency(bootstrap: str, workdir: Path, events: list[dict[str, Any]],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s for latency")
     parser.add_argument("--seconds", type=float, default=10.0, help="latency run length")
     parser.add_argument("--low-rate", type=float, default=250.0,
