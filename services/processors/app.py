@@ -29,6 +29,7 @@ from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.domain.dossier import DossierState
 from lienthong.services.processors import metrics
 from lienthong.services.processors.offsets import OffsetGuard
+from lienthong.services.processors.positions import commit_start_offsets, with_coordinator
 from lienthong.services.processors.tracker import (
     ALERT,
     DEADLETTER,
@@ -42,6 +43,7 @@ from lienthong.services.settings import Settings
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 0.2  # seconds; an overdue alert is raised within this of its instant
+STALL_SECONDS = 5.0  # a partition behind its end that applies nothing this long is sought back
 
 
 class DossierStateCodec(Codec):
@@ -123,6 +125,8 @@ class Worker:
     app: faust.App
     tracker: Tracker
     settings: Settings
+    bootstrap: str
+    events_topic: str
 
 
 def _brokers(bootstrap: str) -> list[str]:
@@ -204,7 +208,8 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
 
             admin.append(KafkaAdminClient(bootstrap_servers=bootstrap.split(","),
                                           client_id=f"{settings.app_id}-offsets"))
-        offsets = admin[0].list_group_offsets(settings.app_id).get(settings.app_id, {})
+        offsets = with_coordinator(
+            lambda: admin[0].list_group_offsets(settings.app_id).get(settings.app_id, {}))
         return {tp.partition: meta.offset for tp, meta in offsets.items()
                 if tp.topic == names.events and meta.offset >= 0}
 
@@ -242,18 +247,40 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
     catching_up: set[int] = set()
     live: set[int] = set()
 
+    progress: dict[int, tuple[int, float]] = {}  # partition -> (applied position, since)
+
+    async def unstick(partition: int, done: int, end: int) -> None:
+        """A partition behind its log end whose applied position has not moved for
+        STALL_SECONDS is sought back to that position: faust can leave a partition's fetch
+        past records it dropped, and nothing would ever bring them again."""
+        now = time.monotonic()
+        seen = progress.get(partition)
+        if done >= end or seen is None or seen[0] != done:
+            progress[partition] = (done, now)
+            return
+        if now - seen[1] >= STALL_SECONDS:
+            log.warning("partition %d stalled at offset %d of %d: seeking back there",
+                        partition, done, end)
+            await app.consumer.seek(TP(names.events, partition), done)
+            guard.start({partition: done})
+            progress[partition] = (done, now)
+
     async def catch_up() -> None:
         """Move partitions whose applied position reached the log end to ``live``."""
         tps = [TP(names.events, p) for p in catching_up]
         ends = await app.consumer.highwaters(*tps)
-        committed = getattr(app.consumer, "_committed_offset", {})
+        committed = await asyncio.to_thread(committed_offsets)
         for tp in tps:
             end = ends.get(tp)
-            done = max(tracker.processed.get(tp.partition, 0), committed.get(tp) or 0)
-            if end is not None and done >= end:
+            done = tracker.processed.get(tp.partition, committed.get(tp.partition, 0))
+            if end is None:
+                continue
+            if done >= end:
                 catching_up.discard(tp.partition)
                 live.add(tp.partition)
                 log.info("partition %d caught up at offset %d: sweeping it", tp.partition, done)
+            else:
+                await unstick(tp.partition, done, end)
 
     @app.timer(5.0)
     async def measure_lag() -> None:
@@ -269,6 +296,7 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
             if end is not None:
                 metrics.CONSUMER_LAG.labels("worker", names.events, str(tp.partition)).set(
                     max(0, end - done))
+                await unstick(tp.partition, done, end)
 
     @app.timer(SWEEP_INTERVAL)
     async def sweep() -> None:
@@ -303,13 +331,19 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "indexed": len(tracker.index)})
 
-    return Worker(app=app, tracker=tracker, settings=settings)
+    return Worker(app=app, tracker=tracker, settings=settings, bootstrap=bootstrap,
+                  events_topic=names.events)
 
 
 def run_worker(worker: Worker, loglevel: str = "info") -> None:
     """Run until stopped (SIGTERM/SIGINT)."""
     from faust.worker import Worker as FaustWorker
 
+    started = commit_start_offsets(worker.bootstrap, worker.settings.app_id,
+                                   worker.events_topic)
+    if started:
+        log.info("group %s starts %s at %s", worker.settings.app_id, worker.events_topic,
+                 started)
     asyncio.set_event_loop(asyncio.new_event_loop())
     runner = FaustWorker(worker.app, loglevel=loglevel, quiet=True)
     # faust's terminal spinner sets the root logger to DEBUG at levels >= WARNING (to spin on

@@ -152,6 +152,24 @@ def publish_steadily(hub: Hub, events: list[dict[str, Any]], seconds: float) -> 
     return thread
 
 
+def missing_handoffs(hub: Hub, events: list[dict[str, Any]], records: list[Any]) -> str:
+    """Which dossiers lack a hand-off delivery, what the dead-letter topic says of them, and
+    what the workers logged about them."""
+    got = {(d["dossier"], d["destination"]) for d in decoded(records, "delivery")
+           if d["kind"] == "handoff"}
+    missing = sorted({e["dossier"] for e in events if e["type"] == "handoff"
+                      and (e["dossier"], e["to_agency"]) not in got})
+    letters = TopicReader(hub.bootstrap, hub.names.deadletter)
+    letters.until(lambda r: False, 2)
+    letters.close()
+    reasons = [(d["reason"], d["partition"], d["offset"], d["detail"][:80])
+               for d in decoded(letters.records, "deadletter")]
+    logs = "\n".join(line for i in range(len(hub.workers)) for line in hub.log(i).splitlines()
+                     if "WARNING" in line or "ERROR" in line)[-3000:]
+    return (f"{len(missing)} dossiers without all hand-offs: {missing[:5]}; "
+            f"dead letters: {reasons[:5]}\n{logs}")
+
+
 def check_exactly_once(hub: Hub, events: list[dict[str, Any]], dossiers: int) -> str:
     """Every hand-off delivered (distinct ids), in per-dossier order, and every alert id the
     domain core expects present; returns a line with the raw duplicates seen on the wire.
@@ -167,8 +185,9 @@ def check_exactly_once(hub: Hub, events: list[dict[str, Any]], dossiers: int) ->
             return {d["delivery_id"] for d in decoded(records, "delivery")
                     if d["kind"] == "handoff"}
 
-        assert deliveries.until(lambda r: len(handoff_ids(r)) >= 2 * dossiers, 120,
-                                hub.live()), hub.log(-1)
+        if not deliveries.until(lambda r: len(handoff_ids(r)) >= 2 * dossiers, 120,
+                                hub.live()):
+            raise AssertionError(missing_handoffs(hub, events, deliveries.records))
         assert alerts.until(lambda r: {a["alert_id"] for a in decoded(r, "alert")}
                             >= expected_alerts, 60, hub.live()), hub.log(-1)
         time.sleep(1.0)
