@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
+from lienthong.deploy.embedded.broker import free_port
 from lienthong.schemas import topics
 from lienthong.services.settings import Settings
 
@@ -33,11 +33,6 @@ CATALOGUE = ROOT / "examples" / "province-h99.yaml"
 RESULTS = ROOT / "bench" / "results"
 APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

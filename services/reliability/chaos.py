@@ -30,7 +30,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from lienthong.connectors.doubles import Doubles, point_catalogue_at, running
 from lienthong.connectors.http import NO_RETRY, RequestSigner, load_keyring, make_async_client
 from lienthong.connectors.simulator.generate import plan
 from lienthong.connectors.simulator.play import write_keys
+from lienthong.deploy.embedded.broker import free_port
 from lienthong.schemas import topics
 from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.reliability.checker import (
@@ -69,11 +69,6 @@ PLAN_START = datetime.fromisoformat("2026-11-24T07:30:00+07:00")
 EVENTS_PER_DOSSIER = 3.3  # the sample province's plan, cut at LUNCH
 PARTITIONS = 4
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def traffic_plan(catalogue: Catalogue, events: int, seed: int = 1) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from lienthong.connectors.gateway import KafkaSink, Publisher, Spool, build_app
 from lienthong.connectors.http import KeyRing
 from lienthong.connectors.http.serving import listening
 from lienthong.connectors.postal.webhook import mount_postal
+from lienthong.deploy.embedded.broker import free_port
 from lienthong.schemas import codec, topics
 from lienthong.schemas.codec import encode_event
 from lienthong.services.settings import Settings
@@ -29,11 +29,6 @@ from lienthong.services.settings import Settings
 ROOT = Path(__file__).parents[2]
 CATALOGUE = ROOT / "examples" / "province-h99.yaml"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
