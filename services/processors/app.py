@@ -13,14 +13,16 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError as AIOKafkaError
 from faust.serializers.codecs import Codec
 from faust.types import TP
+from kafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lienthong.schemas import topics
@@ -213,11 +215,35 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
         return {tp.partition: meta.offset for tp, meta in offsets.items()
                 if tp.topic == names.events and meta.offset >= 0}
 
+    async def committed_or_none() -> dict[int, int] | None:
+        """``committed_offsets`` or, while the cluster cannot answer (a broker down), None:
+        the callers skip a round rather than stop the worker."""
+        try:
+            return await asyncio.to_thread(committed_offsets)
+        except (KafkaError, AIOKafkaError) as exc:
+            log.warning("committed offsets unavailable for now: %s", exc)
+            return None
+
+    async def log_ends(tps: list[TP]) -> Mapping[TP, int] | None:
+        """The partitions' end offsets, or None while the cluster cannot answer."""
+        try:
+            return await app.consumer.highwaters(*tps)
+        except (KafkaError, AIOKafkaError) as exc:
+            log.warning("partition ends unavailable for now: %s", exc)
+            return None
+
     async def resume_positions(partitions: set[int]) -> dict[int, int | None]:
-        """Where each partition resumes: its committed offset, else the log's start."""
-        committed = await asyncio.to_thread(committed_offsets)
+        """Where each partition resumes: its committed offset, else the log's start (None:
+        unknown for now; the first record applied sets it)."""
+        committed = await committed_or_none()
+        if committed is None:
+            return dict.fromkeys(partitions)
         missing = [TP(names.events, p) for p in partitions if p not in committed]
-        earliest = await app.consumer.earliest_offsets(*missing) if missing else {}
+        try:
+            earliest = await app.consumer.earliest_offsets(*missing) if missing else {}
+        except (KafkaError, AIOKafkaError) as exc:
+            log.warning("log starts unavailable for now: %s", exc)
+            earliest = {}
         return {p: committed[p] if p in committed else earliest.get(TP(names.events, p))
                 for p in partitions}
 
@@ -255,6 +281,11 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
         past records it dropped, and nothing would ever bring them again."""
         now = time.monotonic()
         seen = progress.get(partition)
+        if getattr(app, "in_recovery", False):
+            # While the table recovers, faust holds the partitions itself: a seek would
+            # disturb its reading of the changelog.
+            progress.pop(partition, None)
+            return
         if done >= end or seen is None or seen[0] != done:
             progress[partition] = (done, now)
             return
@@ -268,8 +299,10 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
     async def catch_up() -> None:
         """Move partitions whose applied position reached the log end to ``live``."""
         tps = [TP(names.events, p) for p in catching_up]
-        ends = await app.consumer.highwaters(*tps)
-        committed = await asyncio.to_thread(committed_offsets)
+        ends = await log_ends(tps)
+        committed = await committed_or_none()
+        if ends is None or committed is None:
+            return
         for tp in tps:
             end = ends.get(tp)
             done = tracker.processed.get(tp.partition, committed.get(tp.partition, 0))
@@ -288,8 +321,10 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
         if app.rebalancing:
             return
         owned = live | catching_up
-        ends = await app.consumer.highwaters(*(TP(names.events, p) for p in owned))
-        committed = await asyncio.to_thread(committed_offsets)
+        ends = await log_ends([TP(names.events, p) for p in owned])
+        committed = await committed_or_none()
+        if ends is None or committed is None:
+            return
         metrics.CONSUMER_LAG.clear()
         for tp, end in ends.items():
             done = tracker.processed.get(tp.partition, committed.get(tp.partition, 0))
