@@ -6,9 +6,10 @@ so a dashboard started at any time rebuilds its view by reading the topic from t
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from lienthong.services.domain.catalogue import Catalogue
 from lienthong.services.domain.dossier import DossierState, report
@@ -79,5 +80,4 @@ def snapshot_dict(state: DossierState, catalogue: Catalogue, now: datetime) -> d
 
 
 def snapshot(state: DossierState, catalogue: Catalogue, now: datetime) -> bytes:
-    return json.dumps(snapshot_dict(state, catalogue, now), ensure_ascii=False,
-                      separators=(",", ":")).encode()
+    return orjson.dumps(snapshot_dict(state, catalogue, now))
