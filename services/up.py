@@ -109,6 +109,15 @@ def demo_account(path: Path) -> str:
     return password
 
 
+def dashboard_accounts(users: Path | None, data: Path) -> tuple[Path, str | None]:
+    """The users file the dashboard reads, and the demo password if this is a demo start: an
+    operator's own file (``--users``) is used as it is and no account is made."""
+    if users is not None:
+        return users, None
+    path = data / "dashboard-demo-users.yaml"
+    return path, demo_account(path)
+
+
 def _clock_line(clock: object) -> str:
     from lienthong.services.clock import ScaledClock
 
@@ -157,11 +166,7 @@ def run(args: argparse.Namespace) -> int:
         write_keys(catalogue, keys)
     routed = data / "catalog-demo.json"
     routed.unlink(missing_ok=True)  # written afresh by the doubles once they listen
-    password = None
-    users = args.users
-    if users is None:
-        users = data / "dashboard-demo-users.yaml"
-        password = demo_account(users)
+    users, password = dashboard_accounts(args.users, data)
     host = settings.host
     gateway_port, dashboard_port = settings.gateway_port, settings.dashboard_port
     gateway_url = f"http://{host}:{gateway_port}"
