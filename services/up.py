@@ -12,6 +12,10 @@ dashboard's header says it is simulated time. Before the worker starts, the simu
 morning's backlog (the dossiers received on earlier working days and still open) through the
 gateway; then each new event is sent when the shared clock reaches it.
 
+Each demo day (its date and plan) has topics and worker state of its own when
+``LIENTHONG_TOPIC_PREFIX`` is unset (prefix ``demoYYYYMMDD-HASH.``), and a restart on the same
+day resumes the clock where the last run stopped (``DATA_DIR/demoYYYYMMDD-HASH.clock.json``).
+
 Without ``--users`` the start is a demo: a one-off ``demo`` account is made, and its password
 printed with the addresses. With ``--users FILE`` (or ``LIENTHONG_DASHBOARD_USERS``) no account
 is made.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -28,13 +33,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from lienthong.connectors.simulator.day import (
     DEFAULT_BACKLOG_DAYS,
     DEFAULT_SPEED,
+    day_prefix,
     demo_start,
+    resumed_origin,
 )
 from lienthong.services.settings import Settings
 
@@ -118,13 +128,15 @@ def dashboard_accounts(users: Path | None, data: Path) -> tuple[Path, str | None
     return path, demo_account(path)
 
 
-def _clock_line(clock: object) -> str:
+def _clock_line(clock: object, start: datetime) -> str:
     from lienthong.services.clock import ScaledClock
 
     if not isinstance(clock, ScaledClock):
         return "wall clock (real time)"
-    return (f"SIMULATED, {clock.speed:g}x real time from "
-            f"{clock.origin:%H:%M %d/%m/%Y} (LIENTHONG_CLOCK={clock.spec()})")
+    resumed = (f", resuming the day begun {start:%H:%M %d/%m/%Y}"
+               if clock.origin > start else "")
+    return (f"SIMULATED, {clock.speed:g}x real time from {clock.origin:%H:%M %d/%m/%Y}"
+            f"{resumed} (LIENTHONG_CLOCK={clock.spec()})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from lienthong.services.domain.catalogue import CatalogueError, load_catalogue
 
     settings = Settings.from_env(data_dir=args.data_dir, catalog_path=args.catalog)
+    prefix_given = bool(settings.topic_prefix)
     try:
         catalogue = load_catalogue(settings.catalog_path)
     except (CatalogueError, OSError) as exc:
@@ -159,6 +172,13 @@ def run(args: argparse.Namespace) -> int:
     speed = DEFAULT_SPEED if args.speed is None else args.speed
 
     data = settings.data_dir.resolve()
+    day_file = data / "demo.clock.json"
+    origin = start
+    if simulated and not prefix_given:
+        prefix = day_prefix(start, f"{args.per_hour:g}/{args.backlog_days}/{args.dossiers}")
+        settings = replace(settings, topic_prefix=prefix, app_id=f"{prefix}{settings.app_id}")
+        day_file = data / f"{prefix}clock.json"
+        origin = resumed_origin(_read_json(day_file), start)
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     keys = data / "keys.json"
@@ -181,13 +201,18 @@ def run(args: argparse.Namespace) -> int:
     with kafka_cluster(settings, data_dir=data / "kafka") as bootstrap:
         ensure_topics(bootstrap, settings)
         common = ["--bootstrap", bootstrap]
+        # Every part on the same topics; the clock is added once the backlog is in.
+        env = {**os.environ, "LIENTHONG_TOPIC_PREFIX": settings.topic_prefix,
+               "LIENTHONG_APP_ID": settings.app_id}
+        spool = data / "spool" / settings.topic_prefix.rstrip(".") if settings.topic_prefix \
+            else data / "spool"
         try:
             procs["doubles"] = _spawn("doubles", [
                 "doubles", "--port", str(args.doubles_port), "--catalog",
-                str(settings.catalog_path), "--write-catalog", str(routed)], logs)
+                str(settings.catalog_path), "--write-catalog", str(routed)], logs, env)
             procs["gateway"] = _spawn("gateway", [
                 "gateway", *common, "--port", str(gateway_port), "--keys-file", str(keys),
-                "--spool-dir", str(data / "spool")], logs)
+                "--spool-dir", str(spool)], logs, env)
             for _ in range(300):  # the routed catalogue is written once the doubles listen
                 if routed.exists() or procs["doubles"].poll() is not None:
                     break
@@ -211,9 +236,8 @@ def run(args: argparse.Namespace) -> int:
                     print(f"lienthong up: some backlog events were refused; see "
                           f"{logs}/simulator-backlog.log", file=sys.stderr)
             clock: Clock = WallClock()
-            env = dict(os.environ)
             if simulated:
-                scaled = ScaledClock.starting_now(start, speed)
+                scaled = ScaledClock.starting_now(origin, speed)
                 clock = scaled
                 env["LIENTHONG_CLOCK"] = scaled.spec()
             else:
@@ -235,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
                      if password is not None else f"accounts in {users}")
             print(f"""
 lienthong is running (Ctrl-C stops everything)
-  clock                {_clock_line(clock)}
+  clock                {_clock_line(clock, start)}
   dashboard            http://{host}:{dashboard_port}/
   dashboard login      {login}
   gateway (agencies)   {gateway_url}/v1/events   OpenAPI: /openapi.json
@@ -244,7 +268,8 @@ lienthong is running (Ctrl-C stops everything)
   agency keys          {keys}
   logs                 {logs}/
 """, flush=True)
-            return _watch(procs, logs)
+            return _watch(procs, logs, lambda: _save_day(day_file, start, clock)
+                          if simulated else None)
         except KeyboardInterrupt:
             return 130
         finally:
@@ -259,7 +284,23 @@ lienthong is running (Ctrl-C stops everything)
                     proc.kill()
 
 
-def _watch(procs: dict[str, subprocess.Popen[bytes]], logs: Path) -> int:
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _save_day(path: Path, start: datetime, clock: Any) -> None:
+    """Where the demo day got to, for a restart to resume from."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"start": start.isoformat(),
+                               "reached": clock.now().isoformat()}), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _watch(procs: dict[str, subprocess.Popen[bytes]], logs: Path,
+           checkpoint: Callable[[], None]) -> int:
     stop = {"now": False}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -268,7 +309,11 @@ def _watch(procs: dict[str, subprocess.Popen[bytes]], logs: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     code = 0
+    saved = 0.0
     while not stop["now"]:
+        if time.monotonic() - saved >= 5:
+            checkpoint()
+            saved = time.monotonic()
         for name, proc in procs.items():
             if proc.poll() is not None and name != "simulator":
                 print(f"lienthong: {name} stopped (exit {proc.returncode}); "
@@ -276,4 +321,5 @@ def _watch(procs: dict[str, subprocess.Popen[bytes]], logs: Path) -> int:
                 stop["now"] = True
                 code = 1
         time.sleep(0.5)
+    checkpoint()
     return code

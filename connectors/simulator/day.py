@@ -13,7 +13,8 @@ Pure: no I/O, no clock of its own; every instant is an argument.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -94,3 +95,26 @@ def split_at(events: Sequence[dict[str, Any]], start: datetime) -> DayPlan:
             backlog.append(e)
     finished = sum(1 for at in last.values() if at <= start)
     return DayPlan(start=start, backlog=backlog, live=live, finished_before=finished)
+
+
+def day_prefix(start: datetime, plan: str = "") -> str:
+    """The topic prefix of one demo day (``demo20261203-1a2b3c.``): a demo started on another
+    day, or with another plan (``plan`` names its parameters), gets topics and worker state of
+    its own, so dossiers whose later events will never be sent do not turn the board red."""
+    digest = hashlib.sha256(f"{start.isoformat()}|{plan}".encode()).hexdigest()[:6]
+    return f"demo{start:%Y%m%d}-{digest}."
+
+
+def resumed_origin(saved: Mapping[str, Any] | None, start: datetime) -> datetime:
+    """Where the clock of a restarted demo day begins: the simulated instant the last run of the
+    same day reached (kept in ``saved`` as ``{"start": ISO, "reached": ISO}``), else ``start``.
+    Starting again at the morning would show dossiers from the later hours already there."""
+    if not saved:
+        return start
+    try:
+        same = datetime.fromisoformat(str(saved["start"])) == start
+        reached = datetime.fromisoformat(str(saved["reached"]))
+        later = reached > start  # TypeError for an instant without offset
+    except (KeyError, ValueError, TypeError):
+        return start
+    return reached if same and later else start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -9,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lienthong.connectors.simulator.day import (
+    day_prefix,
     demo_start,
     planned_dossiers,
+    resumed_origin,
     split_at,
     working_days_before,
 )
@@ -127,3 +130,24 @@ def test_the_morning_backlog_is_a_realistic_mix_not_an_all_red_board() -> None:
     first_hour = [e for e in day.live if datetime.fromisoformat(e["at"]) <= start
                   + timedelta(hours=1)]
     assert len(first_hour) > 100
+
+
+def test_each_demo_day_and_plan_has_its_own_topics() -> None:
+    thursday, friday = at("2026-12-03T07:30"), at("2026-12-04T07:30")
+    assert day_prefix(thursday).startswith("demo20261203-")
+    assert day_prefix(thursday) == day_prefix(thursday)
+    assert day_prefix(thursday) != day_prefix(friday)
+    assert day_prefix(thursday, "30/8/None") != day_prefix(thursday, "15/3/None")
+    assert re.fullmatch(r"demo\d{8}-[0-9a-f]{6}\.", day_prefix(thursday))
+
+
+def test_a_restarted_day_resumes_where_it_got_to_and_another_day_starts_afresh() -> None:
+    start = at("2026-12-03T07:30")
+    reached = {"start": start.isoformat(), "reached": "2026-12-03T11:42:10+07:00"}
+    assert resumed_origin(reached, start) == at("2026-12-03T11:42:10")
+    assert resumed_origin(reached, at("2026-12-04T07:30")) == at("2026-12-04T07:30")
+    assert resumed_origin(None, start) == start
+    for broken in ({"start": start.isoformat()}, {"start": "x", "reached": "y"},
+                   {"start": start.isoformat(), "reached": "2026-12-03T11:42:10"},
+                   {"start": start.isoformat(), "reached": "2026-12-03T07:00:00+07:00"}):
+        assert resumed_origin(broken, start) == start
