@@ -260,6 +260,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"""
 lienthong is running (Ctrl-C stops everything)
   clock                {_clock_line(clock, start)}
+  Kafka bootstrap      {bootstrap}
+  topics               {settings.topic_prefix}*  (LIENTHONG_TOPIC_PREFIX: set it, and
+                       LIENTHONG_CLOCK, for lienthong report or deadletter on this demo)
   dashboard            http://{host}:{dashboard_port}/
   dashboard login      {login}
   gateway (agencies)   {gateway_url}/v1/events   OpenAPI: /openapi.json
