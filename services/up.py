@@ -257,12 +257,14 @@ def run(args: argparse.Namespace) -> int:
             _wait_listening(host, dashboard_port, procs["dashboard"])
             login = (f"sign in as '{DEMO_USER}', password {password}  (a new one each start)"
                      if password is not None else f"accounts in {users}")
+            topics_line = (f"{settings.topic_prefix}*  (LIENTHONG_TOPIC_PREFIX: set it, and "
+                           "LIENTHONG_CLOCK, for\n                       lienthong report or "
+                           "deadletter on this demo)") if settings.topic_prefix else "no prefix"
             print(f"""
 lienthong is running (Ctrl-C stops everything)
   clock                {_clock_line(clock, start)}
   Kafka bootstrap      {bootstrap}
-  topics               {settings.topic_prefix}*  (LIENTHONG_TOPIC_PREFIX: set it, and
-                       LIENTHONG_CLOCK, for lienthong report or deadletter on this demo)
+  topics               {topics_line}
   dashboard            http://{host}:{dashboard_port}/
   dashboard login      {login}
   gateway (agencies)   {gateway_url}/v1/events   OpenAPI: /openapi.json
