@@ -112,7 +112,7 @@ def _clock_badge(v: View) -> Markup | None:
     if c is None:
         return None
     speed = format_number(c.speed, v.lang, 0 if c.speed == int(c.speed) else 1)
-    return el("span", {"class": "clock sim", "id": "sim-clock", "role": "status",
+    return el("span", {"class": "clock sim", "id": "sim-clock",
                        "data-origin": str(int(c.origin.timestamp() * 1000)),
                        "data-epoch": str(int(c.epoch * 1000)), "data-speed": repr(c.speed),
                        "data-tz": v.board.calendar.tz.key,
