@@ -193,11 +193,23 @@ class Run:
     seconds: float
     repaired_at: float | None = None  # monotonic instant of the repair
     notes: list[str] = field(default_factory=list)
+    stall_after: float = 60.0  # see when_sent
 
     async def when_sent(self, fraction: float) -> None:
-        """Until ``fraction`` of the traffic was started and something reached a destination."""
+        """Until ``fraction`` of the traffic was started and something reached a destination.
+
+        If nothing has reached one ``stall_after`` seconds after the last event was sent, the
+        fault goes ahead anyway (and says so in the notes): the scenario still ends, with the
+        checker's verdict on what was lost."""
         want = int(len(self.traffic.events) * fraction)
+        all_sent_at: float | None = None
         while self.traffic.sent < want or self.doubles.stats()["totals"]["applications"] == 0:
+            if self.traffic.sent >= len(self.traffic.events):
+                all_sent_at = all_sent_at or time.monotonic()
+                if time.monotonic() - all_sent_at > self.stall_after:
+                    self.notes.append(f"nothing reached a destination {self.stall_after:g} s "
+                                      "after the traffic ended")
+                    return
             await asyncio.sleep(0.1)
 
     def busiest_agency(self) -> str:
