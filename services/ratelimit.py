@@ -3,8 +3,8 @@ Python so the gateway and the dashboard's login share one rule and tests need no
 
 Each key (an agency, a username, an address) has a bucket of ``burst`` tokens refilled at
 ``rate`` tokens per second; a request takes one token or is refused with the seconds until the
-next token. Memory is bounded: at most ``max_keys`` buckets; beyond that the least recently used bucket is
-dropped (it has had the longest to refill, so forgetting it is the smallest leniency).
+next token. Memory is bounded: at most ``max_keys`` buckets; beyond that the least recently
+used bucket is dropped (it has had the longest to refill: forgetting it is the least lenient).
 """
 
 from __future__ import annotations

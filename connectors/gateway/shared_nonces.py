@@ -72,6 +72,7 @@ class KafkaNonceStore:
         self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         self._ready_at: dict[int, int] = {}
         self.ready = asyncio.Event()
+        self._unreachable = asyncio.Event()  # the reader's first attempt failed
         self._down_until = 0.0
         self._local = itertools.count(1)
         self._stop = threading.Event()
@@ -84,13 +85,17 @@ class KafkaNonceStore:
 
     async def start(self, warm_timeout: float = 10.0) -> None:
         """Start reading the topic; wait (at most ``warm_timeout`` s) until this gateway has
-        read the claims of the last window, so it refuses them without asking Kafka."""
+        read the claims of the last window, so it refuses them without asking Kafka. When
+        Kafka cannot be reached the gateway starts at once (its spool takes events)."""
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._read_forever, name="nonce-reader",
                                         daemon=True)
         self._thread.start()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ready.wait(), warm_timeout)
+        waits = [asyncio.create_task(self.ready.wait()),
+                 asyncio.create_task(self._unreachable.wait())]
+        await asyncio.wait(waits, timeout=warm_timeout, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
         if not self.ready.is_set():
             log.warning("nonce topic %s not read within %.0f s; claims will wait for it",
                         self.topic, warm_timeout)
@@ -171,6 +176,7 @@ class KafkaNonceStore:
                     bootstrap_servers=self.bootstrap_servers,
                     client_id=f"lienthong-gateway-nonces-{self.gateway_id}", acks="all",
                     enable_idempotence=True, linger_ms=0, max_block_ms=timeout_ms,
+                    bootstrap_timeout_ms=timeout_ms,
                     request_timeout_ms=timeout_ms, delivery_timeout_ms=timeout_ms + 100,
                     reconnect_backoff_max_ms=1000)
             return self._producer.send(self.topic, key=key, value=value, partition=partition)
@@ -233,6 +239,8 @@ class KafkaNonceStore:
                                              client_id=f"lienthong-nonces-{self.gateway_id}",
                                              enable_auto_commit=False, group_id=None,
                                              fetch_max_wait_ms=100,
+                                             bootstrap_timeout_ms=2000,
+                                             request_timeout_ms=5000,
                                              reconnect_backoff_max_ms=1000)
                     parts = consumer.partitions_for_topic(self.topic)
                     if not parts:
@@ -257,6 +265,7 @@ class KafkaNonceStore:
             except Exception as exc:  # Kafka away, topic missing: claims fall back meanwhile
                 if not self._stop.is_set():
                     log.warning("nonce reader: %s: %s; retrying", type(exc).__name__, exc)
+                    loop.call_soon_threadsafe(self._unreachable.set)
                 if consumer is not None:
                     with contextlib.suppress(Exception):
                         consumer.close()
