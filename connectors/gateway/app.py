@@ -92,7 +92,7 @@ class Gateway:
         self.keys, self.encode, self.publisher = keys, encode, publisher
         self.timelines, self.limits, self.nonces = timelines, limits, nonces
         self.metrics, self.clock, self.skew = metrics, clock, skew_seconds
-        self.rate_limit = rate_limit or TokenBuckets(0, 0)
+        self.rate_limit = rate_limit if rate_limit is not None else TokenBuckets(0, 0)
 
     async def verify(self, request: web.Request, body: bytes) -> Verified:
         """Signature, then the agency's rate limit, then the nonce claim (a forger cannot
