@@ -58,6 +58,15 @@ class TokenBuckets:
         self._store(key, tokens, now)
         return Decision(False, max(1, math.ceil((cost - tokens) / self.rate)))
 
+    def check(self, key: str, now: float, cost: float = 1.0) -> Decision:
+        """Would :meth:`take` allow it? Takes nothing (to charge only failures, say)."""
+        if not self.enabled:
+            return ALLOWED
+        tokens = self._level(key, now)
+        if tokens >= cost:
+            return ALLOWED
+        return Decision(False, max(1, math.ceil((cost - tokens) / self.rate)))
+
     def _store(self, key: str, tokens: float, now: float) -> None:
         buckets = self._buckets
         buckets[key] = (tokens, now)

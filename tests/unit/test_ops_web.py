@@ -392,3 +392,31 @@ async def test_every_page_has_the_search_box_in_its_header(site: Site) -> None:
             text = (await c.get(path)).text
             header = text[text.index("<header"):text.index("</header>")]
             assert 'action="/search"' in header and 'name="q"' in header, path
+
+
+async def test_repeated_wrong_passwords_get_429_with_retry_after_and_are_counted(
+        site: Site) -> None:
+    # Five failures per username are allowed, then one a minute: the 6th waits 60 s.
+    async with site.client() as c:
+        codes = [(await c.post("/login", data={"username": "province", "password": "guess"})
+                  ).status_code for _ in range(5)]
+        assert codes == [401] * 5
+        r = await c.post("/login", data={"username": "province", "password": PASSWORD})
+        assert r.status_code == 429, "not even the right password while the bucket is empty"
+        assert r.headers["Retry-After"] == "60"
+        body = r.json()
+        assert (body["error"], body["by"], body["retry_after"]) == ("rate_limited", "username",
+                                                                   60)
+        assert "60 giây" in body["detail"]  # Vietnamese by default
+        # Another operator is not locked out by someone guessing this one's password.
+        r = await c.post("/login", data={"username": "viewer", "password": PASSWORD})
+        assert r.status_code == 303
+        metrics = (await c.get("/metrics")).text
+    assert 'lienthong_dashboard_login_rate_limited_total{by="username"} 1.0' in metrics
+    assert [e["action"] for e in site.audit.entries][-2:] == ["login_rate_limited", "login"]
+
+
+async def test_a_correct_password_costs_no_token(site: Site) -> None:
+    for _ in range(8):
+        async with site.login("province"):
+            pass
