@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lienthong.services.settings import Settings
@@ -22,9 +24,15 @@ from lienthong.services.settings import Settings
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     s = Settings.from_env()
     parser.description = __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else None
-    parser.add_argument("--out", type=Path, required=True,
-                        help="new (or empty) directory for the backup, e.g. "
-                             "/var/backups/lienthong/$(date +%%F)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path,
+                       help="new (or empty) directory for the backup")
+    where.add_argument("--into", type=Path,
+                       help="make a new dated directory (UTC, e.g. 20261203T013000Z) in this "
+                            "one for the backup (the nightly timer's way)")
+    parser.add_argument("--keep", type=int, default=None,
+                        help="with --into: after a complete backup, delete the dated backups "
+                             "beyond the KEEP newest (other directories are never touched)")
     parser.add_argument("--bootstrap", default=s.kafka_bootstrap_servers,
                         help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--catalog", type=Path, default=s.catalog_path,
@@ -47,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lienthong.services.backup.archive import LocalFiles, backup
-    from lienthong.services.backup.manifest import BackupError, summary
+    from lienthong.services.backup.manifest import BackupError, dated_name, summary, to_prune
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -55,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
         print("lienthong backup: no Kafka address; set KAFKA_BOOTSTRAP_SERVERS or --bootstrap",
               file=sys.stderr)
         return 2
+    if args.keep is not None and (args.into is None or args.keep < 1):
+        print("lienthong backup: --keep needs --into and is at least 1", file=sys.stderr)
+        return 2
+    if args.into is not None:
+        args.out = args.into / dated_name(datetime.now(UTC))
     settings = Settings.from_env()
     files = LocalFiles(catalogue=args.catalog, users=args.users, audit=args.audit_log,
                        keys=args.keys_file)
@@ -70,7 +83,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for line in summary(manifest):
         print(f"  {line}", file=sys.stderr)
+    pruned: list[str] = []
+    if args.keep is not None:
+        pruned = to_prune((p.name for p in args.into.iterdir()
+                           if (p / "manifest.json").is_file()), args.keep)
+        for name in pruned:
+            shutil.rmtree(args.into / name)
     print(json.dumps({"backup": str(args.out), "created_at": manifest.created_at,
-                      "records": {t.topic: t.records for t in manifest.topics}},
-                     ensure_ascii=False))
+                      "records": {t.topic: t.records for t in manifest.topics},
+                      "pruned": pruned}, ensure_ascii=False))
     return 0

@@ -22,6 +22,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,29 @@ def refusals(manifest: Manifest, target: Mapping[str, tuple[int, int]],
             found.append(f"{t.topic}: the target already holds {held} records "
                          "(restore into empty topics, or --force)")
     return found
+
+
+DATED = "%Y%m%dT%H%M%SZ"
+"""Names of the dated directories ``lienthong backup --into`` makes (UTC, sortable)."""
+
+
+def dated_name(when: datetime) -> str:
+    return when.astimezone(UTC).strftime(DATED)
+
+
+def to_prune(names: Iterable[str], keep: int) -> list[str]:
+    """Of the dated backup directories ``names``, those beyond the ``keep`` newest. Names that
+    are not dated backups are never chosen (an operator's own copy stays)."""
+    if keep < 1:
+        raise ValueError("keep at least one backup")
+    dated = []
+    for name in names:
+        try:
+            datetime.strptime(name, DATED)
+        except ValueError:
+            continue
+        dated.append(name)
+    return sorted(dated, reverse=True)[keep:]
 
 
 def summary(manifest: Manifest) -> Iterable[str]:
