@@ -75,6 +75,10 @@ class KafkaNonceStore:
         self._unreachable = asyncio.Event()  # the reader's first attempt failed
         self._down_until = 0.0
         self._local = itertools.count(1)
+        # Claims decided alone while Kafka was away: appended once it confirms claims again,
+        # so the other gateways learn them for what is left of their window.
+        self._unconfirmed: list[tuple[bytes, float, float]] = []
+        self._catching_up: asyncio.Task[None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +136,8 @@ class KafkaNonceStore:
                         self.outage_seconds)
             self._down_until = time.monotonic() + self.outage_seconds
             return self._decide_alone(key, now, until)
+        if self._unconfirmed and self._catching_up is None:
+            self._catching_up = asyncio.create_task(self._append_unconfirmed())
         if self.ledger.won(key, partition, offset):
             self.on_result("first")
             return True
@@ -145,8 +151,24 @@ class KafkaNonceStore:
                                         "claims; retry later")
         # Negative offsets mark claims Kafka never confirmed; they are first by construction.
         self.ledger.observe(key, Claim(-1, -next(self._local), now, until))
+        if len(self._unconfirmed) < self.ledger.max_entries:
+            self._unconfirmed.append((key, now, until))
         self.on_result("local")
         return True
+
+    async def _append_unconfirmed(self) -> None:
+        try:
+            while self._unconfirmed and self.partitions is not None:
+                key, at, until = self._unconfirmed[0]
+                if until >= time.time():
+                    await asyncio.wait_for(
+                        self._append(key, partition_for(key, self.partitions), at, until),
+                        self.claim_timeout)
+                self._unconfirmed.pop(0)
+        except (TimeoutError, OSError, RuntimeError) as exc:
+            log.warning("claims decided during the Kafka outage not yet shared: %s", exc)
+        finally:
+            self._catching_up = None
 
     async def _append(self, key: bytes, partition: int, now: float, until: float) -> int:
         loop = asyncio.get_running_loop()

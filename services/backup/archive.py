@@ -176,10 +176,16 @@ def _copy_files(out: Path, files: LocalFiles, include_secrets: bool) -> list[Fil
 
 
 def load_manifest(root: Path) -> Manifest:
+    """The backup's manifest, checked against ``manifest.json.sha256`` when that is there."""
     try:
         data = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BackupError(f"{root / MANIFEST}: cannot read ({exc})") from exc
+    stamp = root / (MANIFEST + ".sha256")
+    if stamp.is_file() and stamp.read_text(encoding="ascii").split()[:1] != [
+            sha256_of(root / MANIFEST)]:
+        raise BackupError(f"{root / MANIFEST}: SHA-256 differs from {stamp.name} (altered "
+                          "or damaged)")
     return Manifest.from_json(data, str(root / MANIFEST))
 
 

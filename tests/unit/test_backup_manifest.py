@@ -130,6 +130,10 @@ def test_restore_verify_only_checks_hashes_without_kafka(tmp_path: Path,
     f.write_bytes(f.read_bytes().replace(b'"v"', b'"w"'))
     assert main(["restore", str(tmp_path), "--verify-only"]) == 1
     assert "SHA-256 differs" in capsys.readouterr().err
+    # The manifest itself is checked against its own hash file.
+    (tmp_path / "manifest.json.sha256").write_text(f"{'0' * 64}  manifest.json\n")
+    assert main(["restore", str(tmp_path), "--verify-only"]) == 1
+    assert "manifest.json: SHA-256 differs from manifest.json.sha256" in capsys.readouterr().err
 
 
 def test_backup_needs_a_place_and_keep_needs_into(tmp_path: Path) -> None:
