@@ -90,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"lienthong restore: Kafka at {args.bootstrap}: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return 1
+    for role, target, option in (("catalogue", args.catalog_to, "--catalog-to"),
+                                 ("users", args.users_to, "--users-to"),
+                                 ("audit", args.audit_log_to, "--audit-log-to"),
+                                 ("keys", args.keys_file_to, "--keys-file-to")):
+        if manifest.file(role) is not None:
+            print(f"  {role}: " + (f"written to {target}" if target is not None else
+                                   f"in the backup, not restored (name a path with {option})"),
+                  file=sys.stderr)
     keys = manifest.keys
     if keys is not None and not keys.included:
         here = Path(keys.path)
