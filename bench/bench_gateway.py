@@ -1,5 +1,7 @@
 """Gateway throughput in one run: signed POSTs into Kafka and into the spool, against the same
-server's bare health endpoint, plus the spool's raw append rate.
+server's bare health endpoint, plus the spool's raw append rate; and the cost of replay
+protection shared by every gateway (nonces claimed on a Kafka topic) against this process's
+memory, as throughput and as latency of one request at a time.
 
 Run: ``.venv/bin/python bench/bench_gateway.py [--seconds 8] [--concurrency 32]``. Uses
 ``KAFKA_BOOTSTRAP_SERVERS`` or starts the embedded broker. The gateway runs as its own process
@@ -24,12 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchkit import Figure, print_table
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from lienthong.connectors.gateway.spool import Spool
 from lienthong.connectors.http import signed_headers
 from lienthong.deploy.embedded import kafka_cluster
+from lienthong.schemas.topics import specs
+from lienthong.services.settings import Settings
 
 AGENCY = "000.00.15.H99"
 SECRET = "bench-secret-0123456789abcdef"
@@ -42,12 +47,16 @@ def _event(i: int) -> dict[str, Any]:
             "reason": "Bổ sung bản sao giấy khai sinh"}
 
 
-def _start(keys: Path, spool: Path, bootstrap: str, topic: str) -> tuple[subprocess.Popen[str],
-                                                                          str]:
+def _start(keys: Path, spool: Path, bootstrap: str, topic: str, nonce_topic: str | None = None
+           ) -> tuple[subprocess.Popen[str], str]:
+    """A gateway process; with ``nonce_topic`` its nonces are claimed there (shared store),
+    otherwise kept in its memory. No rate limit: the load is one agency."""
+    nonces = (["--nonces", "kafka", "--nonce-topic", nonce_topic] if nonce_topic
+              else ["--nonces", "memory"])
     proc = subprocess.Popen(
         [sys.executable, "-m", "lienthong.services.cli", "gateway", "--port", "0",
          "--keys-file", str(keys), "--spool-dir", str(spool), "--bootstrap", bootstrap,
-         "--topic", topic, "--kafka-timeout", "1"],
+         "--topic", topic, "--kafka-timeout", "1", "--rate-limit", "0", *nonces],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
@@ -131,8 +140,11 @@ def main() -> None:
     results: dict[str, Any] = {"seconds": args.seconds, "concurrency": args.concurrency}
     with kafka_cluster() as bootstrap:
         topic = f"bench.dossier.events.{uuid.uuid4().hex[:6]}"
+        nonce_topic = f"bench.gateway.nonces.{uuid.uuid4().hex[:6]}"
+        nonce_config = {s.name: s for s in specs(Settings(partitions=8))}["gateway.nonces"]
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic(topic, 8, 1)])
+        admin.create_topics([NewTopic(topic, 8, 1),
+                             NewTopic(nonce_topic, 8, 1, topic_configs=nonce_config.config)])
         admin.close()
         procs = []
         try:
@@ -144,6 +156,13 @@ def main() -> None:
                 _load(url, args.seconds, args.concurrency, "post"))
             results["signed_batch50_to_kafka"] = run(
                 _load(url, args.seconds, args.concurrency // 4 or 1, "post", batch=50))
+            short = min(args.seconds, 4.0)
+            results["one_at_a_time_memory_nonces"] = run(_load(url, short, 1, "post"))
+            shared, url3 = _start(keys, tmp / "spool-shared", bootstrap, topic, nonce_topic)
+            procs.append(shared)
+            results["signed_post_to_kafka_shared_nonces"] = run(
+                _load(url3, args.seconds, args.concurrency, "post"))
+            results["one_at_a_time_shared_nonces"] = run(_load(url3, short, 1, "post"))
             spooling, url2 = _start(keys, tmp / "spool-down", f"127.0.0.1:{_closed_port()}",
                                     topic)
             procs.append(spooling)
@@ -160,8 +179,27 @@ def main() -> None:
         results["signed_post_to_kafka"]["requests_per_s"] / h, 3)
     results["ratio_signed_spool_vs_healthz"] = round(
         results["signed_post_to_spool"]["requests_per_s"] / h, 3)
+    memory, shared = results["signed_post_to_kafka"], results["signed_post_to_kafka_shared_nonces"]
+    one_mem, one_shared = (results["one_at_a_time_memory_nonces"],
+                           results["one_at_a_time_shared_nonces"])
+    results["ratio_shared_nonces_vs_memory"] = round(
+        shared["requests_per_s"] / memory["requests_per_s"], 3)
+    results["added_p50_ms_shared_nonces_one_at_a_time"] = round(
+        one_shared["p50_ms"] - one_mem["p50_ms"], 1)
     print(json.dumps(results, indent=2))
     _write_results("gateway", results)
+    # Our own targets for the shared store (DESIGN sets none): at least half the in-memory
+    # throughput, and at most 10 ms more per request when requests come one at a time.
+    print_table("gateway: replay protection shared through Kafka vs this process's memory", [
+        Figure("shared nonces: signed POST/s, % of memory's",
+               results["ratio_shared_nonces_vs_memory"] * 100, "%", 50,
+               note=f"{shared['requests_per_s']} vs {memory['requests_per_s']} req/s, "
+                    f"concurrency {args.concurrency}"),
+        Figure("shared nonces: added p50 latency, one at a time",
+               max(0.01, results["added_p50_ms_shared_nonces_one_at_a_time"]), "ms", 10,
+               higher_is_better=False,
+               note=f"p50 {one_shared['p50_ms']} vs {one_mem['p50_ms']} ms"),
+    ])
 
 
 if __name__ == "__main__":

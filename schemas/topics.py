@@ -17,10 +17,15 @@ catalog             entry id   agencies, procedures, calendar. Compacted: the la
                                each key is the catalogue.
 dossier.status      dossier    the latest snapshot of each dossier (JSON), written by the
                                tracker for the dashboard and timelines. Compacted.
+gateway.nonces      agency +   every nonce a gateway accepted (replay protection shared by all
+                    nonce      gateways, ``connectors/gateway/shared_nonces.py``). Compacted and
+                               deleted after 1 hour (a claim is live at most 10 minutes);
+                               segments roll every 10 minutes so the deletion happens.
 ==================  =========  ==================================================================
 
 Partitions of the keyed topics come from ``Settings.partitions`` (one dossier's records stay in
-order on one partition); ``catalog`` and ``deadletter`` have one. Replication is
+order on one partition; a nonce's claims stay on one partition, chosen from its key);
+``catalog`` and ``deadletter`` have one. Replication is
 ``Settings.replication_factor`` (3 in production, 1 embedded); with 3 or more replicas
 ``min.insync.replicas`` is 2, so an ``acks=all`` write survives the loss of one broker.
 ``Settings.topic_prefix`` (``LIENTHONG_TOPIC_PREFIX``) is prepended to every name.
@@ -42,10 +47,17 @@ ALERTS = "alerts"
 DEADLETTER = "deadletter"
 CATALOG = "catalog"
 DOSSIER_STATUS = "dossier.status"
+GATEWAY_NONCES = "gateway.nonces"
+
+LEGAL_RECORD = (DOSSIER_EVENTS, DEADLETTER)
+"""Topics Kafka must never delete from (retention -1, never compacted): the legal record."""
 
 _DAY_MS = 24 * 3600 * 1000
 _FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 _COMPACTED = {"cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1"}
+_HOUR_MS = 3600 * 1000
+_NONCES = {"cleanup.policy": "compact,delete", "retention.ms": str(_HOUR_MS),
+           "segment.ms": str(_HOUR_MS // 6)}
 
 
 @dataclass(frozen=True)
@@ -68,16 +80,18 @@ class TopicNames:
     deadletter: str
     catalog: str
     status: str
+    nonces: str
 
     def all(self) -> tuple[str, ...]:
         return (self.events, self.deliveries, self.alerts, self.deadletter, self.catalog,
-                self.status)
+                self.status, self.nonces)
 
 
 def names(settings: Settings) -> TopicNames:
     p = settings.topic_prefix
     return TopicNames(events=p + DOSSIER_EVENTS, deliveries=p + DELIVERIES, alerts=p + ALERTS,
-                      deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS)
+                      deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS,
+                      nonces=p + GATEWAY_NONCES)
 
 
 def specs(settings: Settings) -> list[TopicSpec]:
@@ -98,6 +112,7 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(n.deadletter, 1, rf, {**common, **_FOREVER}),
         TopicSpec(n.catalog, 1, rf, {**common, **_COMPACTED}),
         TopicSpec(n.status, keyed, rf, {**common, **_COMPACTED}),
+        TopicSpec(n.nonces, keyed, rf, {**common, **_NONCES}),
     ]
 
 

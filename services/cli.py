@@ -52,6 +52,10 @@ register("postal", "lienthong.connectors.postal.cli",
          "receive VNPost tracking webhooks into dossier.events (POST /v1/postal/vnpost)")
 register("portal", "lienthong.connectors.national_portal.cli",
          "reconcile dossier statuses with the national portal (DVCQG); raise portal_drift")
+register("backup", "lienthong.services.backup.backup_cli",
+         "back up every hub topic, the catalogue, accounts and audit log (manifest + SHA-256)")
+register("restore", "lienthong.services.backup.restore_cli",
+         "restore a backup into empty topics after checking its hashes (--force to overwrite)")
 register("chaos", "lienthong.services.reliability.chaos",
          "fault scenarios under load, each checked for lost and repeated outputs (bounded)")
 

@@ -31,14 +31,15 @@ from lienthong.connectors.gateway.openapi import openapi_document
 from lienthong.connectors.gateway.spool import SpoolFull
 from lienthong.connectors.gateway.timeline import TimelineStore
 from lienthong.connectors.http.keys import KeyRing, KeyRingFile, KeysFileError
-from lienthong.connectors.http.nonces import NonceCache, NonceCacheFull
+from lienthong.connectors.http.nonces import NonceCache, NonceCacheFull, NonceStore
 from lienthong.connectors.http.verification import (
     CLOCK_SKEW_SECONDS,
     AuthFailure,
     Verified,
-    verify_request,
+    verify_signature,
 )
 from lienthong.services.domain.identifiers import dossier_code_problem
+from lienthong.services.ratelimit import TokenBuckets
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +66,49 @@ def _error(status: int, reason: str, detail: str, **headers: str) -> web.Respons
                              headers=headers or None)
 
 
+class RateLimited(Exception):
+    """An agency sent more signed requests than its bucket allows (429)."""
+
+    def __init__(self, agency: str, retry_after: int, rate: float) -> None:
+        super().__init__(agency)
+        self.agency, self.retry_after, self.rate = agency, retry_after, rate
+
+    def response(self) -> web.Response:
+        return web.json_response(
+            {"error": "rate_limited",
+             "detail": f"agency {self.agency!r} sent more than {self.rate:g} requests per "
+                       f"second on this gateway; retry after {self.retry_after} s",
+             "retry_after": self.retry_after},
+            status=429, headers={"Retry-After": str(self.retry_after)})
+
+
 class Gateway:
     """Request handlers over their dependencies."""
 
     def __init__(self, *, keys: KeyRing | KeyRingFile, encode: Encoder,
                  publisher: EventPublisher, timelines: TimelineStore | None,
-                 limits: Limits, nonces: NonceCache, metrics: GatewayMetrics, clock: Clock,
-                 skew_seconds: float) -> None:
+                 limits: Limits, nonces: NonceStore, metrics: GatewayMetrics, clock: Clock,
+                 skew_seconds: float, rate_limit: TokenBuckets | None = None) -> None:
         self.keys, self.encode, self.publisher = keys, encode, publisher
         self.timelines, self.limits, self.nonces = timelines, limits, nonces
         self.metrics, self.clock, self.skew = metrics, clock, skew_seconds
+        self.rate_limit = rate_limit if rate_limit is not None else TokenBuckets(0, 0)
+
+    async def verify(self, request: web.Request, body: bytes) -> Verified:
+        """Signature, then the agency's rate limit, then the nonce claim (a forger cannot
+        spend an agency's tokens, and a refused request costs Kafka nothing).
+
+        Raises ``AuthFailure``, ``RateLimited`` or ``NonceCacheFull``."""
+        now = self.clock()
+        who = verify_signature(self._ring(), request.method, request.raw_path,
+                               request.headers, body, now=now, skew_seconds=self.skew)
+        decision = self.rate_limit.take(who.agency, time.monotonic())
+        if not decision.allowed:
+            self.metrics.rate_limited.labels(who.agency).inc()
+            raise RateLimited(who.agency, decision.retry_after, self.rate_limit.rate)
+        if not await self.nonces.claim(who.agency, who.nonce, who.timestamp, now):
+            raise AuthFailure("replayed_nonce", "this nonce was already used")
+        return who
 
     def _ring(self) -> KeyRing:
         return self.keys.ring if isinstance(self.keys, KeyRingFile) else self.keys
@@ -89,10 +123,7 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge as exc:
             raise BodyError(413, "body_too_large",
                             f"body exceeds {self.limits.max_body_bytes} bytes") from exc
-        verified = verify_request(self._ring(), self.nonces, request.method,
-                                  request.raw_path, request.headers, body,
-                                  now=self.clock(), skew_seconds=self.skew)
-        return verified, body
+        return await self.verify(request, body), body
 
     async def post_events(self, request: web.Request) -> web.Response:
         try:
@@ -101,8 +132,10 @@ class Gateway:
         except AuthFailure as exc:
             self.metrics.auth_failures.labels(exc.reason).inc()
             return _error(401, exc.reason, exc.detail)
-        except NonceCacheFull:
-            return _error(503, "busy", "too many requests in the replay window", **{
+        except RateLimited as exc:
+            return exc.response()
+        except NonceCacheFull as exc:
+            return _error(503, "busy", f"cannot check the nonce now ({exc})", **{
                 "Retry-After": "5"})
         except BodyError as exc:
             return web.json_response(exc.to_json(), status=exc.status)
@@ -139,8 +172,10 @@ class Gateway:
         except AuthFailure as exc:
             self.metrics.auth_failures.labels(exc.reason).inc()
             return _error(401, exc.reason, exc.detail)
-        except NonceCacheFull:
-            return _error(503, "busy", "too many requests in the replay window",
+        except RateLimited as exc:
+            return exc.response()
+        except NonceCacheFull as exc:
+            return _error(503, "busy", f"cannot check the nonce now ({exc})",
                           **{"Retry-After": "5"})
         except BodyError as exc:
             return web.json_response(exc.to_json(), status=exc.status)
@@ -206,18 +241,22 @@ def build_app(
     publisher: EventPublisher,
     timelines: TimelineStore | None = None,
     limits: Limits | None = None,
-    nonces: NonceCache | None = None,
+    nonces: NonceStore | None = None,
     metrics: GatewayMetrics | None = None,
     clock: Clock = time.time,
     skew_seconds: float = CLOCK_SKEW_SECONDS,
     keys_reload_seconds: float = 5.0,
+    rate_limit: TokenBuckets | None = None,
 ) -> web.Application:
-    """The gateway app. If ``publisher`` has ``start``/``stop`` they run with the app."""
+    """The gateway app. If ``publisher`` or ``nonces`` have ``start``/``stop`` they run with
+    the app. ``nonces`` defaults to this process's memory (one gateway alone); ``rate_limit``
+    (per agency) to none."""
     limits = limits or Limits()
     metrics = metrics or GatewayMetrics()
     gw = Gateway(keys=keys, encode=encode, publisher=publisher, timelines=timelines,
                  limits=limits, nonces=nonces if nonces is not None else NonceCache(),
-                 metrics=metrics, clock=clock, skew_seconds=skew_seconds)
+                 metrics=metrics, clock=clock, skew_seconds=skew_seconds,
+                 rate_limit=rate_limit)
     # aiohttp's own limit sits a little above ours so our JSON 413 answers first.
     app = web.Application(client_max_size=limits.max_body_bytes + 1,
                           middlewares=[_metrics_middleware(metrics)])
@@ -232,6 +271,9 @@ def build_app(
         start = getattr(publisher, "start", None)
         if start is not None:
             await start()
+        start_nonces = getattr(nonces, "start", None)
+        if start_nonces is not None:
+            await start_nonces()
         reload_task = None
         if isinstance(keys, KeyRingFile):
             reload_task = asyncio.create_task(_reload_keys(keys, keys_reload_seconds))
@@ -240,6 +282,9 @@ def build_app(
             reload_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reload_task
+        stop_nonces = getattr(nonces, "stop", None)
+        if stop_nonces is not None:
+            await stop_nonces()
         stop = getattr(publisher, "stop", None)
         if stop is not None:
             await stop()

@@ -29,6 +29,14 @@ class GatewayMetrics:
                                      ["reason"], registry=r)
         self.spooled = Gauge("lienthong_gateway_spooled_events",
                              "Accepted events waiting in the local spool for Kafka", registry=r)
+        self.rate_limited = Counter("lienthong_gateway_rate_limited_total",
+                                    "Signed requests refused with 429, by agency", ["agency"],
+                                    registry=r)
+        self.nonce_claims = Counter("lienthong_gateway_nonce_claims_total",
+                                    "Nonce claims by result: first, replay_known (refused from "
+                                    "this gateway's view), replay_raced (another claim came "
+                                    "first on the shared topic), local (Kafka could not confirm; "
+                                    "decided alone), unavailable", ["result"], registry=r)
         self.published = Counter("lienthong_gateway_events_published_total",
                                  "Accepted events by where they went first (kafka or spool)",
                                  ["path"], registry=r)

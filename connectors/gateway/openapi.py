@@ -85,9 +85,13 @@ def _ref(name: str) -> dict[str, str]:
 _AUTH_ERRORS = {
     "401": _json(_ref("Error"), "Signature refused: missing_header, bad_timestamp, "
                  "stale_timestamp, future_timestamp, bad_nonce, unknown_agency, "
-                 "revoked_key, bad_signature, replayed_nonce"),
+                 "revoked_key, bad_signature, replayed_nonce (also when the request was "
+                 "first accepted by another gateway of the hub)"),
+    "429": _json(_ref("Error"), "rate_limited: this agency sent more requests per second "
+                 "than this gateway allows; retry after Retry-After seconds (also in "
+                 "retry_after)"),
     "503": _json(_ref("Error"), "Temporarily unable to accept (spool full, too many live "
-                 "nonces); retry after Retry-After seconds"),
+                 "nonces, nonce store unavailable); retry after Retry-After seconds"),
 }
 
 

@@ -12,13 +12,26 @@ from __future__ import annotations
 
 import heapq
 import threading
+from typing import Protocol
 
 
 class NonceCacheFull(RuntimeError):
     """Too many live nonces; the request must be retried later."""
 
 
+class NonceStore(Protocol):
+    """Where a gateway claims nonces: this process's :class:`NonceCache`, or the hub-wide
+    store every gateway shares (``connectors.gateway.shared_nonces.KafkaNonceStore``)."""
+
+    async def claim(self, agency: str, nonce: str, timestamp: float, now: float) -> bool:
+        """True if this is the first use of the nonce inside the window; False for a replay.
+        Raises :class:`NonceCacheFull` (or a subclass) when the store cannot take more."""
+        ...
+
+
 class NonceCache:
+    """The nonces this process has seen (one gateway alone, or tests)."""
+
     def __init__(self, window_seconds: float = 300.0, max_entries: int = 500_000) -> None:
         self.window = window_seconds
         self.max_entries = max_entries
@@ -53,3 +66,7 @@ class NonceCache:
             self._expiry[key] = until
             heapq.heappush(self._heap, (until, key))
             return True
+
+    async def claim(self, agency: str, nonce: str, timestamp: float, now: float) -> bool:
+        """:class:`NonceStore` interface over :meth:`check_and_remember`."""
+        return self.check_and_remember(agency, nonce, timestamp, now)

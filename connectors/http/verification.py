@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lienthong.connectors.http.keys import AgencyKey, KeyRing
-from lienthong.connectors.http.nonces import NonceCache
+from lienthong.connectors.http.nonces import NonceCache, NonceStore
 from lienthong.connectors.http.signing import (
     HEADER_AGENCY,
     HEADER_NONCE,
@@ -39,6 +39,8 @@ class AuthFailure(Exception):
 class Verified:
     agency: str
     key_id: str
+    nonce: str = ""
+    timestamp: int = 0
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -69,6 +71,47 @@ def verify_request(
     Reasons: ``missing_header``, ``bad_timestamp``, ``stale_timestamp``, ``future_timestamp``,
     ``bad_nonce``, ``unknown_agency``, ``revoked_key``, ``bad_signature``, ``replayed_nonce``.
     ``NonceCacheFull`` propagates (a server-side condition, not the caller's fault).
+    """
+    now = time.time() if now is None else now
+    who = verify_signature(keyring, method, path, headers, body, now=now,
+                           skew_seconds=skew_seconds)
+    if not nonces.check_and_remember(who.agency, who.nonce, who.timestamp, now):
+        raise AuthFailure("replayed_nonce", "this nonce was already used")
+    return who
+
+
+async def verify_and_claim(
+    keyring: KeyRing,
+    nonces: NonceStore,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float | None = None,
+    skew_seconds: float = CLOCK_SKEW_SECONDS,
+) -> Verified:
+    """:func:`verify_request` against a nonce store that may be shared by several gateways
+    (its claim can wait on Kafka, so it is awaited)."""
+    now = time.time() if now is None else now
+    who = verify_signature(keyring, method, path, headers, body, now=now,
+                           skew_seconds=skew_seconds)
+    if not await nonces.claim(who.agency, who.nonce, who.timestamp, now):
+        raise AuthFailure("replayed_nonce", "this nonce was already used")
+    return who
+
+
+def verify_signature(
+    keyring: KeyRing,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float | None = None,
+    skew_seconds: float = CLOCK_SKEW_SECONDS,
+) -> Verified:
+    """Every check but the nonce's freshness: headers, timestamp window, signature.
+
+    The caller then claims the nonce (only a validly signed request may burn one).
     """
     now = time.time() if now is None else now
     agency = _header(headers, HEADER_AGENCY)
@@ -102,6 +145,4 @@ def verify_request(
         raise AuthFailure("bad_signature",
                           "signature does not match METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\n"
                           "hex(sha256(body)) under any live key of this agency")
-    if not nonces.check_and_remember(agency, nonce, ts, now):
-        raise AuthFailure("replayed_nonce", "this nonce was already used")
-    return Verified(agency=agency, key_id=signer.key_id)
+    return Verified(agency=agency, key_id=signer.key_id, nonce=nonce, timestamp=ts)

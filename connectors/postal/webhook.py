@@ -27,8 +27,8 @@ from lienthong.connectors.gateway.app import STATE, EventPublisher
 from lienthong.connectors.gateway.intake import Encoder
 from lienthong.connectors.gateway.spool import SpoolFull
 from lienthong.connectors.http.keys import KeyRing, KeyRingFile
-from lienthong.connectors.http.nonces import NonceCache, NonceCacheFull
-from lienthong.connectors.http.verification import AuthFailure, verify_request
+from lienthong.connectors.http.nonces import NonceCache, NonceCacheFull, NonceStore
+from lienthong.connectors.http.verification import AuthFailure, verify_and_claim
 from lienthong.connectors.postal.mapping import POSTAL_AGENCY, CallbackError, map_callback
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class PostalWebhook:
     """The handler over its dependencies (the same kinds the gateway has)."""
 
     def __init__(self, *, keys: KeyRing | KeyRingFile, publisher: EventPublisher,
-                 encode: Encoder | None = None, nonces: NonceCache | None = None,
+                 encode: Encoder | None = None, nonces: NonceStore | None = None,
                  clock: Callable[[], float] = time.time, sender: str = POSTAL_AGENCY) -> None:
         if encode is None:
             from lienthong.schemas.codec import encode_event
@@ -68,8 +68,9 @@ class PostalWebhook:
         if len(body) > MAX_BODY:
             return _error(413, "body_too_large", f"at most {MAX_BODY} bytes")
         try:
-            who = verify_request(self._ring(), self.nonces, request.method, request.raw_path,
-                                 request.headers, body, now=self.clock())
+            who = await verify_and_claim(self._ring(), self.nonces, request.method,
+                                         request.raw_path, request.headers, body,
+                                         now=self.clock())
         except AuthFailure as exc:
             return _error(401, exc.reason, exc.detail)
         except NonceCacheFull:

@@ -69,6 +69,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "username": ("Tên đăng nhập", "Username"),
     "password": ("Mật khẩu", "Password"),
     "login.failed": ("Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password."),
+    "login.rate_limited": ("Đăng nhập sai quá nhiều lần; vui lòng thử lại sau {seconds} giây.",
+                           "Too many sign-in attempts; try again in {seconds} seconds."),
     "overdue": ("Quá hạn", "Overdue"),
     "due_soon": ("Sắp đến hạn", "Due soon"),
     "early": ("Trước hạn", "Early"),

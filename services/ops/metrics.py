@@ -73,6 +73,10 @@ class DashboardMetrics:
                                ["result"], registry=r)
         self.logins = Counter("lienthong_dashboard_logins", "Sign-in attempts, by result.",
                               ["result"], registry=r)
+        self.login_rate_limited = Counter(
+            "lienthong_dashboard_login_rate_limited",
+            "Sign-in attempts refused with 429 before the password was checked, by what ran "
+            "out (username or address).", ["by"], registry=r)
 
     def render_text(self) -> bytes:
         return generate_latest(self.registry)

@@ -77,6 +77,7 @@ from lienthong.services.ops.reports import (
     render,
     scoreboard_table,
 )
+from lienthong.services.ratelimit import TokenBuckets
 
 STATIC = Path(__file__).parent / "static"
 # Citizen identity numbers: 12 digits (CCCD), or 9 on the old identity card (CMND).
@@ -136,6 +137,17 @@ class LiveHub:
 
 
 @dataclass
+class LoginLimits:
+    """Failed sign-ins allowed per username and per remote address (per dashboard process):
+    by default 5 per username then one a minute, 30 per address then one every 2 s. Checked
+    before the password, so guessing costs the guesser time, not our CPU; a correct password
+    costs no token."""
+
+    per_user: TokenBuckets = field(default_factory=lambda: TokenBuckets(1 / 60, 5))
+    per_address: TokenBuckets = field(default_factory=lambda: TokenBuckets(0.5, 30))
+
+
+@dataclass
 class Dashboard:
     """Everything the handlers share (one per application)."""
 
@@ -149,6 +161,7 @@ class Dashboard:
     hub: LiveHub
     cookie_secure: bool = False
     simulated: ScaledClock | None = None
+    login_limits: LoginLimits = field(default_factory=lambda: LoginLimits())
     wake_ticker: asyncio.Event | None = None
     board_cache: dict[tuple[object, ...], list[BoardRow]] = field(default_factory=dict)
 
@@ -172,7 +185,8 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
                clock: Callable[[], datetime] | None = None, secret: bytes | None = None,
                metrics: DashboardMetrics | None = None,
                cookie_secure: bool = False,
-               simulated: ScaledClock | None = None) -> web.Application:
+               simulated: ScaledClock | None = None,
+               login_limits: LoginLimits | None = None) -> web.Application:
     """The dashboard application. ``secret`` signs session cookies (random when None: every
     restart signs everyone out). ``simulated``: the demo's accelerated clock (``clock`` should
     be its ``now``), named in every page's header so demo time is not taken for real time."""
@@ -182,7 +196,8 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
                      signer=SessionSigner(secret or secrets.token_bytes(32)),
                      audit=audit or AuditLog(None), resend=resend, clock=clock,
                      metrics=metrics or DashboardMetrics(board, clock), hub=LiveHub(),
-                     cookie_secure=cookie_secure, simulated=simulated)
+                     cookie_secure=cookie_secure, simulated=simulated,
+                     login_limits=login_limits or LoginLimits())
     app = web.Application(middlewares=[_headers, _session])
     app[DASHBOARD] = dash
     r = app.router
@@ -365,6 +380,19 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     username = str(form.get("username", ""))[:64]
     password = str(form.get("password", ""))[:256]
+    now = time.monotonic()
+    limits = (("address", dash.login_limits.per_address, request.remote or "?"),
+              ("username", dash.login_limits.per_user, username))
+    for by, buckets, key in limits:
+        decision = buckets.check(key, now)
+        if not decision.allowed:
+            dash.metrics.login_rate_limited.labels(by).inc()
+            dash.audit.record("login_rate_limited", username, remote=request.remote, by=by)
+            v = _view(request)
+            return web.json_response(
+                {"error": "rate_limited", "by": by, "retry_after": decision.retry_after,
+                 "detail": v.t("login.rate_limited").format(seconds=decision.retry_after)},
+                status=429, headers={"Retry-After": str(decision.retry_after)})
     user = dash.users.get(username)
     ok = await asyncio.to_thread(verify_password, password,
                                  user.password_hash if user else _DUMMY_HASH)
@@ -372,6 +400,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     dash.audit.record("login" if ok else "login_failed", username, remote=request.remote)
     dash.metrics.logins.labels("ok" if ok else "failed").inc()
     if not ok:
+        for _, buckets, key in limits:
+            buckets.take(key, now)
         v = _view(request)
         body = str(login_page(v, failed=True,
                               next_url=_safe_next(str(form.get("next", "/")))))

@@ -155,7 +155,8 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is missing (Debian package systemd)"
     units = sorted([*(DEPLOY / "systemd").glob("*.service"),
-                    *(DEPLOY / "systemd").glob("*.target")])
+                    *(DEPLOY / "systemd").glob("*.target"),
+                    *(DEPLOY / "systemd").glob("*.timer")])
     for unit in units:
         # The program and environment files exist only on an installed VM.
         text = unit.read_text(encoding="utf-8")
@@ -169,3 +170,39 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     problems = [line for line in done.stderr.splitlines()
                 if str(tmp_path) in line or "lienthong" in line]
     assert done.returncode == 0 and not problems, done.stderr
+
+
+def _unit(name: str) -> dict[str, dict[str, str]]:
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in (DEPLOY / "systemd" / name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+        elif "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            current[key] = value
+    return sections
+
+
+def test_a_timer_runs_the_backup_every_night_and_catches_up_after_downtime() -> None:
+    timer = _unit("lienthong-backup.timer")
+    assert timer["Timer"]["Unit"] == "lienthong-backup.service"
+    assert timer["Timer"]["Persistent"] == "true"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing (Debian package systemd)"
+    done = subprocess.run([analyze, "calendar", "--iterations=2", timer["Timer"]["OnCalendar"]],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "01:30:00" in done.stdout and "*-*-* 01:30:00" in done.stdout
+
+
+def test_the_backup_service_is_a_oneshot_that_keeps_dated_backups() -> None:
+    service = _unit("lienthong-backup.service")["Service"]
+    assert service["Type"] == "oneshot"
+    argv = shlex.split(service["ExecStart"])
+    args = _parse(argv[1:])
+    assert argv[1] == "backup" and args.into == Path("/var/backups/lienthong")
+    assert args.keep >= 7 and not args.include_secrets  # secrets stay in /etc/lienthong
+    assert "/var/backups/lienthong" in service["ReadWritePaths"]
+    assert service["UMask"] == "0077"  # backups hold personal data (Decree 13/2023)

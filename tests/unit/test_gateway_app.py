@@ -293,3 +293,28 @@ def test_control_characters_in_text_are_refused_with_their_field(name: str) -> N
         normalise({"applicant": {"name": name}}, Limits())
     assert refused.value.field == "applicant.name" and refused.value.status == 422
     assert normalise({"note": "dòng 1\ndòng 2\tTab"}, Limits())["note"] == "dòng 1\ndòng 2\tTab"
+
+
+async def test_an_agency_over_its_rate_gets_429_with_retry_after_and_a_metric() -> None:
+    from lienthong.services.ratelimit import TokenBuckets
+
+    ring = KeyRing({A: [AgencyKey("k", SECRET_A.encode())], B: [AgencyKey("k", SECRET_B.encode())]})
+    app = build_app(keys=ring, encode=encode, publisher=RecordingPublisher(),
+                    rate_limit=TokenBuckets(rate=0.5, burst=2))
+    async with listening(app) as url:
+        hub = Hub(url, RecordingPublisher(), InMemoryTimelines())
+        try:
+            assert [(await hub.post(received())).status_code for _ in range(2)] == [202, 202]
+            r = await hub.post(received())
+            assert r.status_code == 429
+            assert r.headers["Retry-After"] == "2"  # half a token per second: 2 s to the next
+            assert r.json()["error"] == "rate_limited" and r.json()["retry_after"] == 2
+            assert "000.00.15.H99" in r.json()["detail"]
+            # Another agency has its own bucket; a forged request spends nobody's tokens.
+            assert (await hub.post(received(B), agency=B, secret=SECRET_B)).status_code == 202
+            forged = await hub.post(received(B), agency=B, secret="wrong-secret-000000000")
+            assert forged.status_code == 401
+            metrics = (await hub.client.get("/metrics")).text
+            assert f'lienthong_gateway_rate_limited_total{{agency="{A}"}} 1.0' in metrics
+        finally:
+            await hub.client.aclose()

@@ -435,3 +435,31 @@ async def test_the_wall_clock_shows_no_simulation_badge(site: Site) -> None:
     async with site.login("province") as c:
         assert 'id="sim-clock"' not in (await c.get("/")).text
         assert (await c.get("/api/board")).json()["clock"] == {"simulated": False}
+
+
+async def test_repeated_wrong_passwords_get_429_with_retry_after_and_are_counted(
+        site: Site) -> None:
+    # Five failures per username are allowed, then one a minute: the 6th waits 60 s.
+    async with site.client() as c:
+        codes = [(await c.post("/login", data={"username": "province", "password": "guess"})
+                  ).status_code for _ in range(5)]
+        assert codes == [401] * 5
+        r = await c.post("/login", data={"username": "province", "password": PASSWORD})
+        assert r.status_code == 429, "not even the right password while the bucket is empty"
+        assert r.headers["Retry-After"] == "60"
+        body = r.json()
+        assert (body["error"], body["by"], body["retry_after"]) == ("rate_limited", "username",
+                                                                   60)
+        assert "60 giây" in body["detail"]  # Vietnamese by default
+        # Another operator is not locked out by someone guessing this one's password.
+        r = await c.post("/login", data={"username": "viewer", "password": PASSWORD})
+        assert r.status_code == 303
+        metrics = (await c.get("/metrics")).text
+    assert 'lienthong_dashboard_login_rate_limited_total{by="username"} 1.0' in metrics
+    assert [e["action"] for e in site.audit.entries][-2:] == ["login_rate_limited", "login"]
+
+
+async def test_a_correct_password_costs_no_token(site: Site) -> None:
+    for _ in range(8):
+        async with site.login("province"):
+            pass

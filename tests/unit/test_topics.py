@@ -13,7 +13,8 @@ def test_prefix_is_prepended_to_every_topic_name() -> None:
     assert n.events == "run42.dossier.events"
     assert all(name.startswith("run42.") for name in n.all())
     assert topics.names(Settings()).all() == (
-        "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status")
+        "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status",
+        "gateway.nonces")
 
 
 def test_prefix_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,3 +50,20 @@ def test_catalog_and_status_are_compacted_with_one_or_keyed_partitions() -> None
 def test_nonsense_partition_counts_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         topics.specs(Settings(partitions=0))
+
+
+def test_gateway_nonces_outlive_the_replay_window_and_then_go() -> None:
+    # A claim is live at most 2 x 300 s + 1 s (a timestamp 5 minutes ahead, then the window).
+    spec = {s.name: s for s in topics.specs(Settings(partitions=8))}["gateway.nonces"]
+    assert spec.config["cleanup.policy"] == "compact,delete"
+    assert int(spec.config["retention.ms"]) >= 2 * 601 * 1000
+    assert int(spec.config["segment.ms"]) < int(spec.config["retention.ms"])
+    assert spec.partitions == 8
+
+
+def test_nothing_ever_deletes_from_the_legal_record() -> None:
+    by_name = {s.name: s for s in topics.specs(Settings())}
+    for name in topics.LEGAL_RECORD:
+        assert by_name[name].config["retention.ms"] == "-1"
+        assert by_name[name].config["retention.bytes"] == "-1"
+        assert "compact" not in by_name[name].config.get("cleanup.policy", "delete")
