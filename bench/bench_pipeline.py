@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
 import time
@@ -132,12 +133,34 @@ async def passthrough(bootstrap: str, source: str, sink: str, total: int,
         await producer.stop()
 
 
+def bare_faust(hub: BenchHub, sink: str, total: int) -> float:
+    """The rate of a bare faust agent copying dossier.events (``faust_passthrough.py``)."""
+    log = hub.workdir / "faust-passthrough.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name(
+            "faust_passthrough.py")), hub.names.events, sink],
+            env=hub.env(LIENTHONG_DATA_DIR=str(hub.workdir / "faust-passthrough")),
+            stdout=out, stderr=subprocess.STDOUT)
+    probe = Offsets(hub.bootstrap, sink)
+    try:
+        if not probe.wait(total, 150, alive=proc):
+            raise SystemExit(f"bare faust agent did not copy {total} records:\n"
+                             f"{log.read_text(errors='replace')[-3000:]}")
+    finally:
+        probe.close()
+        proc.terminate()
+        proc.wait(15)
+    copied = read_all(hub.bootstrap, sink)
+    return len(copied) / span(copied)
+
+
 def throughput(bootstrap: str, workdir: Path, events: list[dict[str, Any]],
                partitions: int) -> dict[str, Any]:
     hub = BenchHub(bootstrap, workdir / "throughput", partitions)
     hub.workdir.mkdir(parents=True)
     copy = f"{hub.prefix}passthrough"
-    hub.create_topics(extra=(copy,))
+    faust_copy = f"{hub.prefix}faust-passthrough"
+    hub.create_topics(extra=(copy, faust_copy))
     encoded = [(e["dossier"].encode(), codec.EVENTS.encode(e)) for e in events]
     t = time.perf_counter()
     load(bootstrap, hub.names.events, encoded)
@@ -151,6 +174,8 @@ def throughput(bootstrap: str, workdir: Path, events: list[dict[str, Any]],
     copied = read_all(bootstrap, copy)
     passthrough_rate = len(copied) / span(copied)
     print(f"  passthrough: {len(copied):,} records at {passthrough_rate:,.0f}/s")
+    faust_rate = bare_faust(hub, faust_copy, len(encoded))
+    print(f"  bare faust agent on the worker's faust app: {faust_rate:,.0f}/s")
 
     probe = Offsets(bootstrap, hub.names.deliveries)
     started = time.monotonic()
@@ -175,6 +200,7 @@ def throughput(bootstrap: str, workdir: Path, events: list[dict[str, Any]],
     return {"events": len(events), "deliveries_expected": dict(wanted),
             "deliveries_written": len(deliveries), "deliveries_distinct": distinct,
             "passthrough_per_s": round(passthrough_rate), "worker_per_s": round(worker_rate),
+            "bare_faust_per_s": round(faust_rate),
             "worker_wall_seconds_from_start": round(wall, 1), "partitions": partitions}
 
 
@@ -267,6 +293,10 @@ def main() -> int:
         Figure("worker throughput (events/s)", tput["worker_per_s"], "/s", TARGET_RATE),
         Figure("worker / raw aiokafka passthrough", share * 100, "%", TARGET_SHARE * 100,
                note=f"passthrough {tput['passthrough_per_s']:,}/s"),
+        Figure("bare faust agent / raw aiokafka passthrough",
+               tput["bare_faust_per_s"] / tput["passthrough_per_s"] * 100, "%",
+               TARGET_SHARE * 100, note=f"bare faust {tput['bare_faust_per_s']:,}/s: "
+               "faust's consumer and producer alone"),
         *(Figure(f"p99 event-to-delivery at {lat['rate_per_s']:,}/s", lat["p99_ms"], "ms",
                  TARGET_P99_MS, higher_is_better=False, note=f"p50 {lat['p50_ms']:.0f} ms")
           for lat in lats),

@@ -31,6 +31,7 @@ from lienthong.services.clock import Clock, WallClock
 from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.domain.dossier import DossierState
 from lienthong.services.processors import metrics
+from lienthong.services.processors.fetching import tune_faust_consumer
 from lienthong.services.processors.offsets import OffsetGuard
 from lienthong.services.processors.positions import commit_start_offsets, with_coordinator
 from lienthong.services.processors.tracker import (
@@ -52,7 +53,6 @@ PRODUCER_BATCH_BYTES = 512 * 1024  # under the broker's 1 MiB message.max.bytes
 BATCH_MAX = 1000  # events applied as one batch at most
 BATCH_WITHIN = 0.002  # seconds a batch waits for more events once one is there
 MAX_IN_FLIGHT = 5000  # events applied whose batches are not yet durable, at most
-FETCH_MAX_WAIT_MS = 50  # see _shorter_fetch_wait
 
 
 class DossierStateCodec(Codec):
@@ -145,46 +145,18 @@ class Worker:
     events_topic: str
 
 
-def _shorter_fetch_wait() -> None:
-    """The worker's consumer waits at most FETCH_MAX_WAIT_MS on the broker, not faust's fixed
-    1,500 ms: while records of some assigned partitions are still buffered, aiokafka's next
-    fetch asks only for the others, and the broker holds it for the whole wait when none of
-    those gets a record. Seen here as 1.5 s stalls of the tracker while it wrote the changelog
-    (p50 event-to-delivery 0.9-1.5 s at 1,000 events/s; 21 ms with 50 ms)."""
-    from faust.transport.drivers import aiokafka as driver
-
-    thread = driver.AIOKafkaConsumerThread
-    if getattr(thread, "_lienthong_fetch_wait", False):
-        return
-    create = thread._create_worker_consumer
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by its fetcher at start
-        return consumer
-
-    thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
-    thread._lienthong_fetch_wait = True  # type: ignore[attr-defined]
-
-
 def _brokers(bootstrap: str) -> list[str]:
     return [f"kafka://{b.strip()}" for b in bootstrap.split(",") if b.strip()]
 
 
-def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
-                 clock: Clock | None = None, bootstrap: str | None = None) -> Worker:
-    """The worker: tracker agent + deadline sweeper over one faust app."""
-    catalogue = catalogue or load_catalogue(settings.catalog_path)
-    clock = clock or WallClock()
-    bootstrap = bootstrap or settings.kafka_bootstrap_servers
-    if not bootstrap:
-        raise ValueError("no Kafka: set KAFKA_BOOTSTRAP_SERVERS or start 'lienthong broker'")
-    _shorter_fetch_wait()
-    names = topics.names(settings)
+def faust_app(settings: Settings, bootstrap: str, *, app_id: str, web: bool) -> faust.App:
+    """The worker's faust app: every faust setting of the hot path in one place (the pipeline
+    benchmark runs a bare agent on the same app to measure faust's own share)."""
+    tune_faust_consumer()
     datadir = settings.data_dir / "worker"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.app_id,
+    return faust.App(
+        app_id,
         broker=_brokers(bootstrap),
         store="memory://",
         processing_guarantee="at_least_once",
@@ -205,13 +177,25 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
         # waits for the sender, one produce request at a time.
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         producer_max_request_size=8 * PRODUCER_BATCH_BYTES,
-        web_enabled=True,
+        web_enabled=web,
         web_bind=settings.host,
         web_port=settings.worker_port,
         web_in_thread=False,
-        datadir=str(datadir / settings.app_id),
+        datadir=str(datadir / app_id),
         stream_wait_empty=False,
     )
+
+
+def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
+                 clock: Clock | None = None, bootstrap: str | None = None) -> Worker:
+    """The worker: tracker agent + deadline sweeper over one faust app."""
+    catalogue = catalogue or load_catalogue(settings.catalog_path)
+    clock = clock or WallClock()
+    bootstrap = bootstrap or settings.kafka_bootstrap_servers
+    if not bootstrap:
+        raise ValueError("no Kafka: set KAFKA_BOOTSTRAP_SERVERS or start 'lienthong broker'")
+    names = topics.names(settings)
+    app = faust_app(settings, bootstrap, app_id=settings.app_id, web=True)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw"}
     events_topic = app.topic(names.events, partitions=settings.partitions, **raw)
@@ -447,15 +431,20 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
 
 def run_worker(worker: Worker, loglevel: str = "info") -> None:
     """Run until stopped (SIGTERM/SIGINT)."""
-    from faust.worker import Worker as FaustWorker
-
     started = commit_start_offsets(worker.bootstrap, worker.settings.app_id,
                                    worker.events_topic)
     if started:
         log.info("group %s starts %s at %s", worker.settings.app_id, worker.events_topic,
                  started)
+    run_app(worker.app, loglevel)
+
+
+def run_app(app: faust.App, loglevel: str = "warning") -> None:
+    """Run a faust app in this process until stopped (SIGTERM/SIGINT)."""
+    from faust.worker import Worker as FaustWorker
+
     asyncio.set_event_loop(asyncio.new_event_loop())
-    runner = FaustWorker(worker.app, loglevel=loglevel, quiet=True)
+    runner = FaustWorker(app, loglevel=loglevel, quiet=True)
     # faust's terminal spinner sets the root logger to DEBUG at levels >= WARNING (to spin on
     # every record): every debug line of faust and aiokafka would then build a log record.
     runner.spinner = None
