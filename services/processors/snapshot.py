@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from lienthong.services.domain.catalogue import Catalogue
+from lienthong.services.domain.corrections import VOIDED_NOTE
 from lienthong.services.domain.dossier import DossierState, report
 
 PAUSE_OPEN = {"supplement_requested": "supplement", "obligation_requested": "obligation"}
@@ -44,6 +45,8 @@ def snapshot_dict(state: DossierState, catalogue: Catalogue, now: datetime) -> d
     for event_id, etype, at, agency, note in state.timeline:
         timeline.append({"event_id": event_id, "type": etype, "at": iso(at), "agency": agency,
                          "note": note})
+        if note == VOIDED_NOTE:
+            continue  # voided by an operator: on the timeline, and nothing more
         if etype in PAUSE_OPEN and PAUSE_OPEN[etype] not in open_pause:
             pause = {"kind": PAUSE_OPEN[etype], "requested_by": agency, "from": iso(at),
                      "to": None}

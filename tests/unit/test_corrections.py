@@ -308,3 +308,42 @@ def test_a_void_equals_the_replay_without_the_voided_event(events: list[Event],
     assert got == report(expected, cat, now)
     assert decision.state.holder == expected.holder
     assert decision.state.open_requests == expected.open_requests
+
+
+# -- the replay command ------------------------------------------------------------------
+
+def test_the_replay_command_applies_a_void_from_the_events_file(tmp_path: Any, capsys: Any
+                                                                ) -> None:
+    import json
+
+    import yaml
+
+    from lienthong.services.cli import main
+
+    catalog = tmp_path / "catalogue.yaml"
+    catalog.write_text(yaml.safe_dump(CATALOGUE, allow_unicode=True), encoding="utf-8")
+    lines = [
+        {"event_id": str(uuid.uuid4()), "type": "received", "dossier": CODE,
+         "at": "2026-01-05T08:00:00+07:00", "agency": DESK, **DEFAULTS["received"]},
+        {"event_id": str(uuid.uuid4()), "type": "handoff", "dossier": CODE,
+         "at": "2026-01-05T10:00:00+07:00", "agency": DESK, "to_agency": POLICE},
+        {"event_id": str(uuid.uuid4()), "type": "result_ready", "dossier": CODE,
+         "at": "2026-01-06T09:00:00+07:00", "agency": POLICE, "decision": "approved"},
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in lines), encoding="utf-8")
+    assert main(["replay", "--catalog", str(catalog), str(events),
+                 "--now", "2026-01-13T09:00:00+07:00"]) == 0
+    assert json.loads(capsys.readouterr().out)["dossiers"][0]["outcome"] == "early"
+
+    lines.append({"event_id": str(uuid.uuid4()), "type": "event_voided", "dossier": CODE,
+                  "at": "2026-01-13T09:00:00+07:00", "agency": PROVINCE,
+                  "voided_event_id": lines[2]["event_id"], "reason": "Nhập nhầm hồ sơ",
+                  "operator": OPERATOR})
+    events.write_text("".join(json.dumps(e) + "\n" for e in lines), encoding="utf-8")
+    assert main(["replay", "--catalog", str(catalog), str(events),
+                 "--now", "2026-01-13T09:00:00+07:00"]) == 0
+    report_after = json.loads(capsys.readouterr().out)
+    assert report_after["dossiers"][0]["outcome"] == "overdue"
+    assert {"kind": "overdue", "scope": "dossier", "dossier": CODE, "agency": POLICE,
+            "due_at": "2026-01-12T08:00:00+07:00"} in report_after["alerts"]
