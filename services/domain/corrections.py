@@ -45,11 +45,13 @@ What the outside world already saw stays as it was (choices)
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
-from .alerts import Alert
+from .alerts import Alert, uuid5_text
 from .catalogue import Catalogue
 from .dossier import (
     FUTURE_TOLERANCE,
@@ -187,3 +189,30 @@ def _merge_timeline(old: DossierState, fresh: DossierState, event: Event, target
         timeline.append((event.event_id, VOIDED, event.at, event.agency, target))
     fresh.timeline = timeline
     fresh.seen = {entry[0] for entry in timeline if entry[0]}
+
+
+# -- what an operator enters ------------------------------------------------------------------
+
+def void_event_id(dossier: str, voided_event_id: str) -> str:
+    """The same void entered twice (a double click, a retried command) has one id."""
+    return uuid5_text(f"{dossier}|event_voided|{voided_event_id.lower()}")
+
+
+def void_event(dossier: str, voided_event_id: str, reason: str, operator: str, agency: str,
+               at: datetime) -> dict[str, Any]:
+    """The canonical JSON of a void (hủy sự kiện); ``agency`` is the voided event's."""
+    return {"event_id": void_event_id(dossier, voided_event_id), "type": VOIDED,
+            "dossier": dossier, "at": at.isoformat(), "agency": agency,
+            "voided_event_id": voided_event_id.lower(), "reason": reason,
+            "operator": operator}
+
+
+def correction_event(event: Mapping[str, Any], corrects_event_id: str, reason: str,
+                     operator: str) -> dict[str, Any]:
+    """A correcting event (đính chính): ``event`` (canonical JSON of any type) entered in
+    the place of ``corrects_event_id``. Without its own ``event_id`` it gets a fresh one."""
+    out = dict(event)
+    out.setdefault("event_id", str(uuid.uuid4()))
+    out.update(corrects_event_id=corrects_event_id.lower(), correction_reason=reason,
+               operator=operator)
+    return out
