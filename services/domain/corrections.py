@@ -46,7 +46,7 @@ What the outside world already saw stays as it was (choices)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -83,6 +83,28 @@ def voided_ids(state: DossierState) -> set[str]:
     return {i for i, _t, _a, _g, note in state.timeline if note == VOIDED_NOTE}
 
 
+def target_problem(dossier: str, timeline: Sequence[tuple[str | None, str, str | None]],
+                   target: str, *, void: bool) -> tuple[str, str] | None:
+    """Why the event ``target`` of a dossier's timeline — (event id, type, note) entries in
+    order — cannot be voided (``void``) or corrected: (reason, sentence), or None."""
+    target = target.lower()
+    position = next((i for i, (event_id, _t, _n) in enumerate(timeline)
+                     if event_id is not None and event_id.lower() == target), None)
+    if position is None:
+        return "unknown_event", f"no event {target} on the timeline of dossier {dossier}"
+    _id, target_type, note = timeline[position]
+    what = "voided" if void else "corrected"
+    if note == VOIDED_NOTE:
+        return "already_voided", f"event {target} of dossier {dossier} is already voided"
+    if target_type == VOIDED:
+        return ("invalid_correction", f"event {target} is a void; it cannot be {what} (enter "
+                "the voided event again instead)")
+    if void and position == 0:
+        return ("invalid_correction", "the receipt of a dossier cannot be voided; enter a "
+                "corrected receipt (corrects_event_id) or stop the dossier")
+    return None
+
+
 def correct(state: DossierState, event: Event, history: Mapping[str, Event],
             catalogue: Catalogue, now: datetime | None = None) -> Decision:
     """Apply a void or a correcting event to a dossier by replaying it (module docstring)."""
@@ -96,21 +118,11 @@ def correct(state: DossierState, event: Event, history: Mapping[str, Event],
     void = event.type == VOIDED
     target = event.voided_event_id if void else event.corrects_event_id
     assert target is not None
-    position = next((i for i, entry in enumerate(state.timeline) if entry[0] == target), None)
-    if position is None:
-        return Rejected("unknown_event", f"no event {target} on the timeline of dossier "
-                        f"{state.code}")
-    _id, target_type, _at, _agency, note = state.timeline[position]
     what = "voided" if void else "corrected"
-    if note == VOIDED_NOTE:
-        return Rejected("already_voided", f"event {target} of dossier {state.code} is already "
-                        "voided")
-    if target_type == VOIDED:
-        return Rejected("invalid_correction", f"event {target} is a void; it cannot be {what} "
-                        "(enter the voided event again instead)")
-    if void and position == 0:
-        return Rejected("invalid_correction", "the receipt of a dossier cannot be voided; enter "
-                        "a corrected receipt (corrects_event_id) or stop the dossier")
+    problem = target_problem(state.code, [(e[0], e[1], e[4]) for e in state.timeline], target,
+                             void=void)
+    if problem is not None:
+        return Rejected(*problem)
 
     # The events to replay: the applied ones, in timeline order, the wrong one left out or
     # replaced by the correction.
