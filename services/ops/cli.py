@@ -234,9 +234,14 @@ async def _serve(args: argparse.Namespace) -> int:
             board.apply_snapshot(s)
         for a in sample_alerts(snaps):
             board.add_alert(a)
+    desk = None
+    if args.bootstrap:
+        from lienthong.services.ops.corrections import CorrectionsDesk
+        desk = CorrectionsDesk(args.bootstrap, settings)  # operators' voids (hủy sự kiện)
     app = create_app(board, users, resend=feed.resend if feed else None,
                      audit=AuditLog(args.audit_log), clock=clock.now, secret=secret,
-                     metrics=metrics, cookie_secure=args.cookie_secure)
+                     metrics=metrics, cookie_secure=args.cookie_secure,
+                     correct=desk.publish if desk is not None else None)
     dash = app[DASHBOARD]
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

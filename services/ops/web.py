@@ -50,6 +50,7 @@ from lienthong.services.ops.board import (
     Slip,
     Tally,
 )
+from lienthong.services.ops.html import el, join
 from lienthong.services.ops.i18n import pick_lang
 from lienthong.services.ops.metrics import DashboardMetrics
 from lienthong.services.ops.pages import (
@@ -96,6 +97,16 @@ class Resend(Protocol):
     """
 
     def __call__(self, offset: int) -> Awaitable[object] | object: ...
+
+
+class Publish(Protocol):
+    """Write an operator's void or correction (canonical JSON) to ``dossier.events``.
+
+    May be a plain function (run in a thread) or a coroutine function; raising means it failed
+    (the codec's ``InvalidRecord`` names the field).
+    """
+
+    def __call__(self, event: Mapping[str, Any]) -> Awaitable[object] | object: ...
 
 
 @dataclass(eq=False)
@@ -148,6 +159,7 @@ class Dashboard:
     hub: LiveHub
     cookie_secure: bool = False
     wake_ticker: asyncio.Event | None = None
+    correct: Publish | None = None
     board_cache: dict[tuple[object, ...], list[BoardRow]] = field(default_factory=dict)
 
     def notify(self, change: Change | None) -> None:
@@ -169,7 +181,8 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
                resend: Resend | None = None, audit: AuditLog | None = None,
                clock: Callable[[], datetime] | None = None, secret: bytes | None = None,
                metrics: DashboardMetrics | None = None,
-               cookie_secure: bool = False) -> web.Application:
+               cookie_secure: bool = False,
+               correct: Publish | None = None) -> web.Application:
     """The dashboard application. ``secret`` signs session cookies (random when None: every
     restart signs everyone out)."""
     tz = board.calendar.tz
@@ -178,7 +191,7 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
                      signer=SessionSigner(secret or secrets.token_bytes(32)),
                      audit=audit or AuditLog(None), resend=resend, clock=clock,
                      metrics=metrics or DashboardMetrics(board, clock), hub=LiveHub(),
-                     cookie_secure=cookie_secure)
+                     cookie_secure=cookie_secure, correct=correct)
     app = web.Application(middlewares=[_headers, _session])
     app[DASHBOARD] = dash
     r = app.router
@@ -191,6 +204,7 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
         for fmt in FORMATS:
             r.add_get(f"/{table}.{fmt}", _report_handler(table, fmt))
     r.add_get("/dossiers/{code}", slip_page)
+    r.add_post("/dossiers/{code}/void", void_submit)
     r.add_get("/search", search_page)
     r.add_get("/alerts", alerts_page)
     r.add_get("/deadletters", deadletters_page)
@@ -457,7 +471,75 @@ async def slip_page(request: web.Request) -> web.Response:
     slip = dash.board.slip(code, v.now)
     assert slip is not None
     _audit_personal(request, "slip", [code])
-    return _html(request, v, v.t("slip"), "", slip_main(v, slip), topics="board")
+    user = _user(request)
+    csrf = (dash.signer.csrf(request.cookies.get(SESSION_COOKIE, ""))
+            if user.may_void and dash.correct is not None else None)
+    flash = f"{v.t('void.sent')}" if request.query.get("voided") else None
+    return _html(request, v, v.t("slip"), "", slip_main(v, slip, csrf=csrf, flash=flash),
+                 topics="board")
+
+
+async def void_submit(request: web.Request) -> web.Response:
+    """Hủy sự kiện: checks, publishes the void, audits; 4xx with what is wrong otherwise."""
+    from lienthong.schemas.codec import InvalidRecord
+    from lienthong.services.domain.corrections import target_problem, void_event
+
+    dash = request.app[DASHBOARD]
+    v = _view(request)
+    user = _user(request)
+    code = request.match_info["code"]
+    form = await request.post()
+    d = dash.board.dossier(code)
+    if not _may_view(request, d):
+        return _html(request, v, v.t("slip"), "", not_found_main(v), status=404)
+    assert d is not None
+    event_id = str(form.get("event_id", "")).strip().lower()
+    reason = str(form.get("reason", "")).strip()
+
+    def refuse(status: int, message: str) -> web.Response:
+        slip = dash.board.slip(code, v.now)
+        assert slip is not None
+        body = join(el("p", {"class": "flash error", "role": "alert"},
+                       f"{v.t('void.failed')}: {message}"), slip_main(v, slip))
+        return _html(request, v, v.t("slip"), "", body, status=status)
+
+    token = request.cookies.get(SESSION_COOKIE, "")
+    if not secrets.compare_digest(str(form.get("csrf", "")), dash.signer.csrf(token)):
+        return refuse(403, "bad form token")
+    if not user.may_void:
+        dash.audit.record("event_voided_forbidden", user.username, dossier=code,
+                          target=event_id, remote=request.remote)
+        return refuse(403, v.t("void.forbidden"))
+    if not reason:
+        return refuse(400, v.t("void.reason_required"))
+    if len(reason) > 2000:
+        return refuse(400, "reason: at most 2000 characters")
+    problem = target_problem(code, [(e.event_id, e.type, e.note) for e in d.timeline],
+                             event_id, void=True)
+    if problem is not None:
+        return refuse(409 if problem[0] == "already_voided" else 422,
+                      f"{problem[0]}: {problem[1]}")
+    entry = next(e for e in d.timeline if (e.event_id or "").lower() == event_id)
+    if dash.correct is None:
+        return refuse(503, "voids are not configured on this dashboard")
+    event = void_event(code, event_id, reason, user.username, entry.agency or d.holder,
+                       dash.clock())
+    try:
+        if inspect.iscoroutinefunction(dash.correct):
+            await dash.correct(event)
+        else:
+            result = await asyncio.to_thread(dash.correct, event)
+            if inspect.isawaitable(result):
+                await result
+    except InvalidRecord as exc:
+        return refuse(400, str(exc))
+    except Exception as exc:
+        dash.audit.record("event_voided_failed", user.username, dossier=code, target=event_id,
+                          error=str(exc)[:300], remote=request.remote)
+        return refuse(502, f"could not publish the void: {exc}")
+    dash.audit.record("event_voided", user.username, dossier=code, target=event_id,
+                      event_id=event["event_id"], reason=reason, remote=request.remote)
+    raise web.HTTPSeeOther(f"/dossiers/{code}?" + _q({"voided": event_id}))
 
 
 async def search_page(request: web.Request) -> web.StreamResponse:
