@@ -31,7 +31,7 @@ from lienthong.schemas.codec import CodecError
 from lienthong.services.clock import Clock
 from lienthong.services.domain.alerts import Alert
 from lienthong.services.domain.catalogue import Catalogue
-from lienthong.services.domain.corrections import correct, is_correction
+from lienthong.services.domain.corrections import correct
 from lienthong.services.domain.dossier import (
     Applied,
     DossierState,
@@ -41,7 +41,7 @@ from lienthong.services.domain.dossier import (
     next_alarm,
     time_alerts,
 )
-from lienthong.services.domain.events import Event, InvalidEvent, parse_event
+from lienthong.services.domain.events import VOIDED, Event, InvalidEvent, parse_event
 from lienthong.services.domain.routing import Delivery
 from lienthong.services.processors import metrics
 from lienthong.services.processors.deadline_index import DeadlineIndex
@@ -165,8 +165,9 @@ class Tracker:
             self._deadletter(record, "key_mismatch",
                              f"record key {record.key!r} is not the event's dossier code", out)
             return None
-        if self.history is not None and is_correction(event):
-            return event
+        if self.history is not None and (event.type == VOIDED
+                                         or event.corrects_event_id is not None):
+            return event  # is_correction(), inline: this runs for every event
         entry = changed.get(key)
         state = entry[1] if entry is not None else self.states.get(key)
         decision = apply_event(state, event, self.catalogue, now if self.live else None)

@@ -139,6 +139,21 @@ def test_a_void_recomputes_the_outcome_and_the_indicators(
             ("lan.nguyen", wrong, mistake["event_id"])]
         assert any(e["action"] == "event_voided_forbidden" and e["user"] == "viewer.tran"
                    for e in entries)
+
+        # A correction the dossier's later events contradict is refused, with the reason:
+        # the good dossier's hand-off "corrected" to social insurance, though the police
+        # (its recipient) entered the result since.
+        handoff = next(e for e in events if e["dossier"] == good and e["type"] == "handoff")
+        fixed = tmp_path / "handoff.json"
+        fixed.write_text(json.dumps({k: v for k, v in handoff.items() if k != "event_id"}
+                                    | {"to_agency": "000.03.10.H99"}), encoding="utf-8")
+        monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+        assert main([*argv[:9], "replace", good, handoff["event_id"], "--reason",
+                     "Chuyển nhầm cơ quan", "--event", str(fixed), "--password-stdin",
+                     "--operator", "lan.nguyen"]) == 1
+        err = capsys.readouterr().err
+        assert "correction_conflict" in err and "not_holder" in err, err
+        assert latest_snapshots(status.records)[good]["state"] == "ended"
         assert hub.workers[0].poll() is None
     finally:
         status.close()
