@@ -142,7 +142,7 @@ def test_a_payload_that_does_not_match_the_type_is_a_corrupt_record() -> None:
     ({"applicant": {"name": "A", "phone": "0912"}}, "applicant.phone", "telephone number"),
     ({"applicant": {"name": "A", "email": "a.vn"}}, "applicant.email", "name@example.vn"),
     ({"operator": ""}, "operator", "non-empty"),
-    ({"corrects_event_id": EID.replace("5b", "6c")}, "operator", "correction"),
+    ({"corrects_event_id": EID.replace("5b", "6c")}, "operator", "with corrects_event_id"),
     ({"applicant": "Nguyễn Văn A"}, "applicant", "object"),
     ({"appointment_at": "2026-06-16"}, "appointment_at", "offset"),
     ({"to_agency": "G09.20"}, "to_agency", "not a field of a received event"),
