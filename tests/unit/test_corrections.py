@@ -29,34 +29,13 @@ from lienthong.services.domain.dossier import (
     time_alerts,
 )
 from lienthong.services.domain.events import Event, parse_event
+from tests.unit.test_dossier import BHXH, CATALOGUE_DATA, DESK, POLICE, PROVINCE
 
 ICT = timezone(timedelta(hours=7))
-DESK = "000.00.15.H99"
-POLICE = "000.02.10.H99"
-BHXH = "000.03.10.H99"
-PROVINCE = "000.00.00.H99"
 CODE = "000.00.15.H99-20260105-0000001"
 OPERATOR = "lan.nguyen"
 
-CATALOGUE: dict[str, Any] = {
-    "province": {"code": "H99", "name": "Tỉnh Mẫu"},
-    "calendar": {"due_soon_hours": 4},
-    "agencies": [
-        {"code": PROVINCE, "name": "UBND tỉnh Mẫu", "level": "province"},
-        {"code": POLICE, "name": "Công an tỉnh", "level": "vertical", "parent": PROVINCE},
-        {"code": BHXH, "name": "Bảo hiểm xã hội tỉnh", "level": "vertical", "parent": PROVINCE},
-        {"code": DESK, "name": "UBND xã Hòa Bình", "level": "commune", "parent": PROVINCE},
-        {"code": "VNPOST", "name": "Bưu điện tỉnh", "level": "system"},
-        {"code": "DVCQG", "name": "Cổng DVC quốc gia", "level": "system"},
-    ],
-    "procedures": [
-        {"code": "1.001193", "name": "Liên thông khai sinh", "total": {"days": 5},
-         "steps": [{"agency": "@receiving", "allot": {"hours": 4}},
-                   {"agency": POLICE, "allot": {"days": 2}},
-                   {"agency": BHXH, "allot": {"days": 2}},
-                   {"agency": "@receiving", "allot": {"hours": 4}}]},
-    ],
-}
+CATALOGUE = CATALOGUE_DATA  # the deadline engine's test province
 
 
 @pytest.fixture(scope="module")

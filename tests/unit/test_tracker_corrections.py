@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import datetime
@@ -13,45 +12,12 @@ from lienthong.schemas import codec
 from lienthong.services.domain.catalogue import load_catalogue
 from lienthong.services.processors.history import InMemoryHistory
 from lienthong.services.processors.tracker import InMemoryStates, SourceRecord, Tracker
+from tests.unit.test_tracker import FixedClock, RecordingOutputs, event, received
 
 CATALOGUE = load_catalogue(Path(__file__).parents[2] / "examples" / "province-h99.yaml")
 COMMUNE, POLICE, PROVINCE = "000.00.15.H99", "000.02.10.H99", "000.00.00.H99"
 CODE = "000.00.15.H99-20261125-0000007"
 TOPIC = "dossier.events"
-
-
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-
-class RecordingOutputs:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes]] = []
-
-    async def send(self, kind: str, key: bytes | None, value: bytes) -> Any:
-        self.sent.append((kind, key, value))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        by = {"delivery": codec.DELIVERIES, "alert": codec.ALERTS,
-              "deadletter": codec.DEADLETTERS}[kind]
-        return [by.decode(v) for k, _, v in self.sent if k == kind]
-
-
-def event(etype: str, at: str, agency: str = COMMUNE, **extra: Any) -> dict[str, Any]:
-    return {"event_id": str(uuid.uuid4()), "type": etype, "dossier": CODE, "at": at,
-            "agency": agency, **extra}
-
-
-def received(at: str) -> dict[str, Any]:
-    return event("received", at, procedure="1.001193", channel="desk",
-                 applicant={"name": "Nguyễn Văn A", "id_number": "001099012345"})
 
 
 class Log:
