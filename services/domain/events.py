@@ -362,7 +362,7 @@ def parse_event(data: Mapping[str, Any], tz: tzinfo | None = None) -> Event:
                 raise InvalidEvent(name, f"is required for a {etype} event")
             continue
         setattr(draft, name, parse(data, name, etype))
-    if etype == VOIDED or get("operator") is not None or get("corrects_event_id") is not None:
+    if etype == VOIDED or "operator" in data or "corrects_event_id" in data:
         _correction(data, draft, etype)
     return draft.done()
 
