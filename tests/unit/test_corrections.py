@@ -223,6 +223,11 @@ def test_alerts_already_fired_stay_fired_and_are_not_raised_again(cat: Catalogue
     assert decision.alerts == []
     assert decision.state.fired >= fired
     assert decision.state.open_requests == []
+    # The snapshot for the dashboard lists no pause for the voided request.
+    from lienthong.services.processors.snapshot import snapshot_dict
+    assert snapshot_dict(state, cat, T("2026-01-05 16:00"))["pauses"] != []
+    snap = snapshot_dict(decision.state, cat, T("2026-01-05 16:00"))
+    assert snap["pauses"] == [] and snap["state"] == "processing"
 
 
 # -- property: a void is the replay without the voided event ------------------------------
