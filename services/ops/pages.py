@@ -388,6 +388,26 @@ def _void_form(v: View, code: str, entry: TimelineEntry, csrf: str) -> Markup:
                     v.t("void.submit"))))
 
 
+def _correct_form(v: View, code: str, entry: TimelineEntry, csrf: str) -> Markup:
+    """Đính chính a hand-off sent to the wrong agency: the right recipient and a reason."""
+    options = [el("option", {"value": a.code, "selected": a.code == entry.to_agency},
+                  f"{a.name} ({a.code})")
+               for a in sorted(v.board.catalogue.agencies.values(), key=lambda a: a.name)]
+    return el("details", {"class": "correct no-print"},
+              el("summary", {}, v.t("correct")),
+              el("form", {"method": "post", "action": f"/dossiers/{code}/correct",
+                          "class": "void-form"},
+                 el("input", {"type": "hidden", "name": "csrf", "value": csrf}),
+                 el("input", {"type": "hidden", "name": "event_id", "value": entry.event_id}),
+                 el("label", {}, v.t("correct.to_agency"),
+                    el("select", {"name": "to_agency", "required": "required"}, options)),
+                 el("label", {}, v.t("correct.reason"),
+                    el("textarea", {"name": "reason", "required": "required",
+                                    "maxlength": "2000", "rows": "2"}, "")),
+                 el("button", {"type": "submit", "class": "primary small"},
+                    v.t("correct.submit"))))
+
+
 def slip_main(v: View, slip: Slip, *, csrf: str | None = None,
               flash: str | None = None) -> Markup:
     """The tracking slip; with ``csrf`` (an operator allowed to void) each event that can be
@@ -471,8 +491,9 @@ def slip_main(v: View, slip: Slip, *, csrf: str | None = None,
                 el("td", {}, event_label(e.type, v.lang)),
                 el("td", {}, v.agency(e.agency)), el("td", {}, v.agency(e.to_agency)),
                 el("td", {}, e.detail), el("td", {"class": "note"}, _note(v, e.note)),
-                el("td", {}, _void_form(v, d.code, e, csrf) if voidable(i, e) and csrf
-                   else None))
+                el("td", {}, (_void_form(v, d.code, e, csrf),
+                              _correct_form(v, d.code, e, csrf) if e.type == "handoff"
+                              else None) if voidable(i, e) and csrf else None))
              for i, e in enumerate(d.timeline)])]
     if flash:
         sections.insert(1, el("p", {"class": "flash", "role": "status"}, flash))

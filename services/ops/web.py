@@ -205,6 +205,7 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
             r.add_get(f"/{table}.{fmt}", _report_handler(table, fmt))
     r.add_get("/dossiers/{code}", slip_page)
     r.add_post("/dossiers/{code}/void", void_submit)
+    r.add_post("/dossiers/{code}/correct", correct_submit)
     r.add_get("/search", search_page)
     r.add_get("/alerts", alerts_page)
     r.add_get("/deadletters", deadletters_page)
@@ -474,15 +475,29 @@ async def slip_page(request: web.Request) -> web.Response:
     user = _user(request)
     csrf = (dash.signer.csrf(request.cookies.get(SESSION_COOKIE, ""))
             if user.may_void and dash.correct is not None else None)
-    flash = f"{v.t('void.sent')}" if request.query.get("voided") else None
+    flash = (v.t("void.sent") if request.query.get("voided") else
+             v.t("correct.sent") if request.query.get("corrected") else None)
     return _html(request, v, v.t("slip"), "", slip_main(v, slip, csrf=csrf, flash=flash),
                  topics="board")
 
 
 async def void_submit(request: web.Request) -> web.Response:
     """Hủy sự kiện: checks, publishes the void, audits; 4xx with what is wrong otherwise."""
+    return await _correction_submit(request, void=True)
+
+
+async def correct_submit(request: web.Request) -> web.Response:
+    """Đính chính a hand-off: the same hand-off to the right agency, in the wrong one's place."""
+    return await _correction_submit(request, void=False)
+
+
+async def _correction_submit(request: web.Request, *, void: bool) -> web.Response:
     from lienthong.schemas.codec import InvalidRecord
-    from lienthong.services.domain.corrections import target_problem, void_event
+    from lienthong.services.domain.corrections import (
+        correction_event,
+        target_problem,
+        void_event,
+    )
 
     dash = request.app[DASHBOARD]
     v = _view(request)
@@ -495,19 +510,21 @@ async def void_submit(request: web.Request) -> web.Response:
     assert d is not None
     event_id = str(form.get("event_id", "")).strip().lower()
     reason = str(form.get("reason", "")).strip()
+    action = "event_voided" if void else "event_corrected"
 
     def refuse(status: int, message: str) -> web.Response:
         slip = dash.board.slip(code, v.now)
         assert slip is not None
-        body = join(el("p", {"class": "flash error", "role": "alert"},
-                       f"{v.t('void.failed')}: {message}"), slip_main(v, slip))
+        failed = v.t("void.failed" if void else "correct.failed")
+        body = join(el("p", {"class": "flash error", "role": "alert"}, f"{failed}: {message}"),
+                    slip_main(v, slip))
         return _html(request, v, v.t("slip"), "", body, status=status)
 
     token = request.cookies.get(SESSION_COOKIE, "")
     if not secrets.compare_digest(str(form.get("csrf", "")), dash.signer.csrf(token)):
         return refuse(403, "bad form token")
     if not user.may_void:
-        dash.audit.record("event_voided_forbidden", user.username, dossier=code,
+        dash.audit.record(f"{action}_forbidden", user.username, dossier=code,
                           target=event_id, remote=request.remote)
         return refuse(403, v.t("void.forbidden"))
     if not reason:
@@ -515,15 +532,29 @@ async def void_submit(request: web.Request) -> web.Response:
     if len(reason) > 2000:
         return refuse(400, "reason: at most 2000 characters")
     problem = target_problem(code, [(e.event_id, e.type, e.note) for e in d.timeline],
-                             event_id, void=True)
+                             event_id, void=void)
     if problem is not None:
         return refuse(409 if problem[0] == "already_voided" else 422,
                       f"{problem[0]}: {problem[1]}")
     entry = next(e for e in d.timeline if (e.event_id or "").lower() == event_id)
     if dash.correct is None:
-        return refuse(503, "voids are not configured on this dashboard")
-    event = void_event(code, event_id, reason, user.username, entry.agency or d.holder,
-                       dash.clock())
+        return refuse(503, "corrections are not configured on this dashboard")
+    if void:
+        event = void_event(code, event_id, reason, user.username, entry.agency or d.holder,
+                           dash.clock())
+    else:
+        to_agency = str(form.get("to_agency", "")).strip()
+        if entry.type != "handoff":
+            return refuse(422, "only a hand-off can be corrected here; use lienthong correct "
+                          "replace for other events")
+        if dash.board.catalogue.agency(to_agency) is None:
+            return refuse(400, f"to_agency: {to_agency!r} is not an agency of the catalogue")
+        if to_agency in (entry.to_agency, entry.agency):
+            return refuse(400, "to_agency: choose another agency than the wrong recipient and "
+                          "the sender")
+        event = correction_event(
+            {"type": "handoff", "dossier": code, "at": entry.at.isoformat(),
+             "agency": entry.agency, "to_agency": to_agency}, event_id, reason, user.username)
     try:
         if inspect.iscoroutinefunction(dash.correct):
             await dash.correct(event)
@@ -534,12 +565,14 @@ async def void_submit(request: web.Request) -> web.Response:
     except InvalidRecord as exc:
         return refuse(400, str(exc))
     except Exception as exc:
-        dash.audit.record("event_voided_failed", user.username, dossier=code, target=event_id,
+        dash.audit.record(f"{action}_failed", user.username, dossier=code, target=event_id,
                           error=str(exc)[:300], remote=request.remote)
-        return refuse(502, f"could not publish the void: {exc}")
-    dash.audit.record("event_voided", user.username, dossier=code, target=event_id,
-                      event_id=event["event_id"], reason=reason, remote=request.remote)
-    raise web.HTTPSeeOther(f"/dossiers/{code}?" + _q({"voided": event_id}))
+        return refuse(502, f"could not publish: {exc}")
+    dash.audit.record(action, user.username, dossier=code, target=event_id,
+                      event_id=event["event_id"], reason=reason, remote=request.remote,
+                      **({} if void else {"to_agency": event["to_agency"]}))
+    raise web.HTTPSeeOther(f"/dossiers/{code}?" + _q({"voided" if void else "corrected":
+                                                      event_id}))
 
 
 async def search_page(request: web.Request) -> web.StreamResponse:

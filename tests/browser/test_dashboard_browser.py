@@ -311,6 +311,39 @@ def test_an_admin_voids_a_wrong_hand_off_from_the_slip_and_sees_it_struck_throug
     d.save_screenshot(str(SHOTS / "void-applied.png"))
 
 
+def test_an_admin_corrects_a_hand_off_to_the_right_agency_from_the_slip(
+        server: Server, browser: WebDriver) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    d = browser
+    now = datetime.now(TZ)
+    received, handoff = "33333333-3333-4333-8333-333333333333", \
+        "44444444-4444-4444-8444-444444444444"
+    snap = snapshot("H99-CORRECT", due=now + timedelta(days=2))
+    snap["timeline"] = [
+        {"event_id": received, "type": "received", "at": snap["received_at"],
+         "agency": COMMUNE, "note": None},
+        {"event_id": handoff, "type": "handoff", "at": now.isoformat(), "agency": COMMUNE,
+         "to_agency": DISTRICT, "note": "unexpected_recipient"}]
+    server.publish(snap)
+    login(d, server.base)
+    d.get(server.base + "/dossiers/H99-CORRECT")
+    row = d.find_element(By.CSS_SELECTOR, f'tr[data-event="{handoff}"]')
+    box = row.find_element(By.CSS_SELECTOR, "details.correct")
+    summary = box.find_element(By.TAG_NAME, "summary")
+    assert summary.text == "Đính chính…"
+    summary.click()
+    assert "Cơ quan nhận đúng" in box.text
+    Select(box.find_element(By.NAME, "to_agency")).select_by_value("000.02.10.H99")
+    box.find_element(By.NAME, "reason").send_keys("Chuyển nhầm cơ quan")
+    box.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.CSS_SELECTOR, ".flash"))
+    assert "Đã gửi đính chính" in d.find_element(By.CSS_SELECTOR, ".flash").text
+    fixes = [v for v in server.voids if v.get("corrects_event_id") == handoff]
+    assert [(v["type"], v["to_agency"], v["operator"]) for v in fixes] == [
+        ("handoff", "000.02.10.H99", "dieuhanh")]
+
+
 def test_a_district_operator_does_not_see_another_agencys_dossier(
         server: Server, browser: WebDriver) -> None:
     d = browser

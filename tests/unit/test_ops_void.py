@@ -109,8 +109,9 @@ async def test_an_allowed_operator_voids_an_event_with_a_reason(site: Site) -> N
     async with site.login("lan") as c:
         page = (await c.get(f"/dossiers/{CODE}")).text
         assert "Hủy sự kiện này" in page and "Lý do hủy" in page
-        # the receipt has no form; the hand-off and the result do
-        assert page.count('name="event_id"') == 2
+        # the receipt has no form; the result has the void form, the hand-off both
+        assert page.count('action="/dossiers/' + CODE + '/void"') == 2
+        assert page.count('action="/dossiers/' + CODE + '/correct"') == 1
         r = await c.post(f"/dossiers/{CODE}/void", data={
             "csrf": csrf_of(page), "event_id": RESULT, "reason": "Nhập kết quả nhầm hồ sơ"})
         assert r.status_code == 303 and f"voided={RESULT}" in r.headers["location"]
@@ -149,7 +150,8 @@ async def test_an_already_voided_event_is_a_conflict(site: Site) -> None:
     async with site.login("admin") as c:
         page = (await c.get(f"/dossiers/{CODE}")).text
         assert "Đã hủy" in page and 'class="voided"' in page
-        assert page.count('name="event_id"') == 1  # only the hand-off is left to void
+        # only the hand-off is left to void (or correct)
+        assert page.count('action="/dossiers/' + CODE + '/void"') == 1
         r = await c.post(f"/dossiers/{CODE}/void", data={
             "csrf": csrf_of(page), "event_id": RESULT, "reason": "again"})
         assert r.status_code == 409 and "already_voided" in r.text
@@ -178,3 +180,31 @@ def test_a_viewer_cannot_be_given_the_right_to_correct() -> None:
     users = parse_users({"users": [{"username": "o", "password_hash": "scrypt$1$1$1$a$b",
                                     "role": "operator", "may_correct": True}]})
     assert users["o"].may_void
+
+
+async def test_a_hand_off_to_the_wrong_agency_is_corrected_from_the_slip(site: Site) -> None:
+    async with site.login("lan") as c:
+        page = (await c.get(f"/dossiers/{CODE}")).text
+        assert "Đính chính…" in page and "Cơ quan nhận đúng" in page
+        token = csrf_of(page)
+        same = await c.post(f"/dossiers/{CODE}/correct", data={
+            "csrf": token, "event_id": HANDOFF, "to_agency": COMMUNE, "reason": "nhầm"})
+        assert same.status_code == 400 and "to_agency" in same.text
+        unknown = await c.post(f"/dossiers/{CODE}/correct", data={
+            "csrf": token, "event_id": HANDOFF, "to_agency": "999.99.99.H99", "reason": "x"})
+        assert unknown.status_code == 400 and "not an agency" in unknown.text
+        not_handoff = await c.post(f"/dossiers/{CODE}/correct", data={
+            "csrf": token, "event_id": RESULT, "to_agency": "000.03.10.H99", "reason": "x"})
+        assert not_handoff.status_code == 422 and "hand-off" in not_handoff.text
+        r = await c.post(f"/dossiers/{CODE}/correct", data={
+            "csrf": token, "event_id": HANDOFF, "to_agency": "000.03.10.H99",
+            "reason": "Chuyển nhầm cơ quan"})
+        assert r.status_code == 303 and "corrected=" in r.headers["location"]
+        assert "Đã gửi đính chính" in (await c.get(r.headers["location"])).text
+    [event] = site.published
+    assert (event["type"], event["corrects_event_id"], event["to_agency"], event["agency"],
+            event["at"], event["operator"]) == (
+        "handoff", HANDOFF, "000.03.10.H99", COMMUNE, "2026-11-30T09:00:00+07:00", "lan")
+    codec.encode_event(event)
+    assert [(e["action"], e["to_agency"]) for e in site.audit.entries
+            if e["action"] == "event_corrected"] == [("event_corrected", "000.03.10.H99")]
