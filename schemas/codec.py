@@ -43,7 +43,14 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import expand_schema
 
 from . import registry
-from .compiled import Compiled, Unsupported, compile_schema, from_avro_datum, to_avro_datum
+from .compiled import (
+    Compiled,
+    Unsupported,
+    compile_schema,
+    field_names,
+    from_avro_datum,
+    to_avro_datum,
+)
 from .validation import (
     _INT,
     _LONG,
@@ -54,9 +61,11 @@ from .validation import (
     _whole,
     agency,
     dossier,
+    email,
     identifier,
     instant,
     json_object,
+    phone,
     procedure,
     reason_code,
     text,
@@ -104,10 +113,16 @@ class Codec:
                  specific: Mapping[str, Callable[[Any], str | None]] | None = None,
                  extra_check: Callable[[Mapping[str, Any]], None] | None = None,
                  to_wire: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
-                 from_wire: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+                 from_wire: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 check_schema: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 from_wire_when: str | None = None,
+                 to_wire_when: str | None = None,
+                 requires: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self._options: dict[str, Any] = {
             "flat": flat, "omit_null": omit_null, "specific": specific,
-            "extra_check": extra_check, "to_wire": to_wire, "from_wire": from_wire}
+            "extra_check": extra_check, "to_wire": to_wire, "from_wire": from_wire,
+            "check_schema": check_schema, "from_wire_when": from_wire_when,
+            "to_wire_when": to_wire_when, "requires": requires}
         known = registry.versions(kind)
         # An older reader_version models a component deployed before a newer schema: it writes
         # its own version and still reads every version it is told about.
@@ -121,14 +136,26 @@ class Codec:
         self._omit_null = omit_null
         self._known = {v.fingerprint: v for v in known}
         self._reader_parsed = current.parsed
-        self._check = RecordCheck(current.schema, specific or {}, flat=self._flat).function
+        # The canonical form may differ from the wire (``check_schema``): records are checked
+        # in their canonical shape, before ``to_wire``.
+        canonical = current.schema if check_schema is None else check_schema(current.schema)
+        # Optional fields added since the first version are mostly absent: the generated
+        # code tests runs of them at once.
+        added = field_names(expand_schema(current.schema)) - field_names(
+            expand_schema(known[0].schema))
+        self._check = RecordCheck(canonical, specific or {}, flat=self._flat,
+                                  requires=requires, added=added).function
         self._extra_check = extra_check
         self._to_wire = to_wire
         self._from_wire = from_wire
+        # With ``from_wire_when``, only records holding that field go through ``from_wire``.
+        self._from_wire_when = from_wire_when
+        # With ``to_wire_when``, only records holding that field go through ``to_wire``.
+        self._to_wire_when = to_wire_when
         self._compiled: Compiled | None
         try:
             self._compiled = compile_schema(expand_schema(current.schema), flat=self._flat,
-                                            omit_null=omit_null)
+                                            omit_null=omit_null, added=added)
         except Unsupported:
             self._compiled = None
 
@@ -149,7 +176,8 @@ class Codec:
             self._check(record)
             if self._extra_check is not None:
                 self._extra_check(record)
-        if self._to_wire is not None:
+        if self._to_wire is not None and (self._to_wire_when is None
+                                          or self._to_wire_when in record):
             record = self._to_wire(record)
         compiled = self._compiled
         try:
@@ -191,7 +219,8 @@ class Codec:
                 raise CorruptRecord("not Avro single-object encoding (no C3 01 marker and "
                                     "8-byte fingerprint)")
             record = self._decode_resolved(data, data[2:HEADER_SIZE])
-        if self._from_wire is not None:
+        if self._from_wire is not None and (self._from_wire_when is None
+                                            or self._from_wire_when in record):
             try:
                 record = self._from_wire(record)
             except _DATA_ERRORS as exc:
@@ -234,13 +263,78 @@ def _describe(exc: BaseException) -> str:
 
 # -- the four kinds -----------------------------------------------------------------------
 
+# -- events, and the operator's void of version 3 ---------------------------------------
+#
+# An Avro enum cannot gain a symbol under FULL_TRANSITIVE compatibility (a version 2 reader
+# would have no symbol to read it as), so the canonical type ``event_voided`` has no wire type
+# of its own: a void is the record whose ``voided_event_id`` is set, written as type
+# ``received`` with an empty Received payload and its reason in ``correction_reason``. A reader
+# of versions 1 and 2 sees an invalid second receipt and refuses it; it can never apply it.
+VOIDED = "event_voided"
+_VOID_CARRIER = {"type": "received", "procedure": "", "channel": "desk",
+                 "applicant": {"name": ""}}
+_VOID_FIELDS = ("voided_event_id", "reason")
+_CORRECTION_FIELDS = ("operator", "corrects_event_id", "correction_reason")
+
+
+def _void_in_canonical_form(schema: dict[str, Any]) -> dict[str, Any]:
+    """The event schema as canonical JSON sees it: ``event_voided`` is one more type, whose
+    ``operator`` is required and which carries no correction fields; every other type may
+    carry ``operator``, ``corrects_event_id`` and ``correction_reason``."""
+    by_name = {f["name"]: f for f in schema["fields"]}
+    if "voided_event_id" not in by_name:
+        return schema  # a version before 3: no voids
+    moved = [by_name[n] for n in _CORRECTION_FIELDS]
+    fields = []
+    for f in schema["fields"]:
+        if f["name"] in _CORRECTION_FIELDS or f["name"] == "voided_event_id":
+            continue
+        if f["name"] == "payload":
+            branches = [{**b, "fields": [*b["fields"], *moved]} for b in f["type"]]
+            branches.append({
+                "type": "record", "name": "EventVoided", "namespace": "vn.lienthong.event",
+                "fields": [{"name": "voided_event_id", "type": "string"},
+                           {"name": "reason", "type": "string"},
+                           {"name": "operator", "type": "string"}]})
+            f = {**f, "type": branches}
+        fields.append(f)
+    return {**schema, "fields": fields}
+
+
+def _event_to_wire(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    if record.get("type") != VOIDED:
+        return record
+    out = {k: v for k, v in record.items() if k not in _VOID_FIELDS}
+    out.update(_VOID_CARRIER, voided_event_id=record["voided_event_id"],
+               correction_reason=record["reason"])
+    return out
+
+
+def _event_from_wire(record: dict[str, Any]) -> dict[str, Any]:
+    voided = record.get("voided_event_id")
+    if voided is None:
+        return record
+    out = {"event_id": record["event_id"], "type": VOIDED, "dossier": record["dossier"],
+           "at": record["at"], "agency": record["agency"], "voided_event_id": voided,
+           "reason": record.get("correction_reason")}
+    for name in ("operator", "correlation_id"):
+        if record.get(name) is not None:
+            out[name] = record[name]
+    return out
+
+
 EVENTS = Codec("event", flat={"payload": "type"}, omit_null=True, specific={
     "event_id": uuid, "dossier": dossier, "agency": agency, "at": instant,
     "procedure": procedure, "applicant.name": text(), "applicant.id_number": text(),
+    "applicant.phone": phone, "applicant.email": email, "applicant.zalo_user_id": identifier,
     "appointment_at": instant, "to_agency": agency, "note": text(empty=True), "reason": text(),
     "amount_vnd": _whole(_LONG, 0), "new_due_at": instant, "tracking_number": text(),
-    "correlation_id": identifier,
-})
+    "correlation_id": identifier, "operator": identifier, "corrects_event_id": uuid,
+    "correction_reason": text(), "voided_event_id": uuid,
+}, to_wire=_event_to_wire, from_wire=_event_from_wire, from_wire_when="voided_event_id",
+    to_wire_when="voided_event_id",
+    requires={"corrects_event_id": ("operator", "correction_reason")},
+    check_schema=_void_in_canonical_form)
 
 
 def _delivery_to_wire(record: Mapping[str, Any]) -> dict[str, Any]:

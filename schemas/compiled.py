@@ -90,6 +90,18 @@ def branch_symbol(record_name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", short).lower()
 
 
+def field_names(t: Any) -> frozenset[str]:
+    """Every field name of a schema, at any depth of records, unions and collections."""
+    if isinstance(t, list):
+        return frozenset().union(*(field_names(b) for b in t))
+    if not isinstance(t, dict):
+        return frozenset()
+    if t.get("type") == "record":
+        return frozenset(f["name"] for f in t["fields"]).union(
+            *(field_names(f["type"]) for f in t["fields"]))
+    return field_names(t.get("items")) | field_names(t.get("values"))
+
+
 def _type_name(t: Any) -> str:
     if isinstance(t, str):
         return t
@@ -116,9 +128,11 @@ class Compiled:
 
 
 class _Gen:
-    def __init__(self, flat: Mapping[str, str], omit_null: bool) -> None:
+    def __init__(self, flat: Mapping[str, str], omit_null: bool,
+                 added: frozenset[str] | None = None) -> None:
         self.flat = dict(flat)
         self.omit_null = omit_null
+        self.added = added
         self.ns: dict[str, Any] = {
             "ZZ": ZZ, "zz": zigzag_varint, "rlong": read_long, "rstr": read_str,
             "rbytes": read_bytes, "pack_d": struct.Struct("<d").pack,
@@ -187,7 +201,23 @@ class _Gen:
             raise Unsupported(f"type {kind}")
 
     def w_fields(self, rec: Mapping[str, Any], r: str, ind: str, out: list[str]) -> None:
-        for f in rec["fields"]:
+        fields = list(rec["fields"])
+        i = 0
+        while i < len(fields):
+            run = _null_run(fields, i, self.flat, self.added)
+            if len(run) >= 2:
+                # Optional fields added by schema evolution are mostly absent: one test and
+                # one write of k null branches, else field by field.
+                # A name present but None takes the field-by-field path (the same bytes).
+                absent = " and ".join(f"{f['name']!r} not in {r}" for f in run)
+                out += [f"{ind}if {absent}:",
+                        f"{ind}    out += {bytes(len(run))!r}", f"{ind}else:"]
+                for f in run:
+                    self.w(f["type"], f"{r}.get({f['name']!r})", ind + "    ", out)
+                i += len(run)
+                continue
+            f = fields[i]
+            i += 1
             name = f["name"]
             if name in self.flat:
                 self.w_flat(f, r, ind, out)
@@ -278,7 +308,32 @@ class _Gen:
         # Read every field into a local, then build the dict in field order.
         parts: list[tuple[str, str, str]] = []  # (how, name, local)
         selectors: dict[str, str] = {}
-        for f in rec["fields"]:
+        fields = list(rec["fields"])
+        i = 0
+        while i < len(fields):
+            run = _null_run(fields, i, self.flat, self.added)
+            if len(run) >= 2:
+                # k null branches in a row (the common case for optional fields): one compare.
+                local_names = [self.var() for _ in run]
+                flag = self.var("z")
+                out += [f"{ind}if b.startswith({bytes(len(run))!r}, p):",
+                        f"{ind}    {' = '.join(local_names)} = None",
+                        f"{ind}    {flag} = True",
+                        f"{ind}    p += {len(run)}", f"{ind}else:",
+                        f"{ind}    {flag} = False"]
+                for f, local in zip(run, local_names, strict=True):
+                    self.r(f["type"], local, ind + "    ", out)
+                    selectors[f["name"]] = local
+                    if not self.omit_null:
+                        parts.append(("plain", f["name"], local))
+                if self.omit_null:  # all null: nothing to add to the dict
+                    parts.append(("run", flag, ",".join(
+                        f"{f['name']}={local}" for f, local in zip(run, local_names,
+                                                                   strict=True))))
+                i += len(run)
+                continue
+            f = fields[i]
+            i += 1
             name = f["name"]
             local = self.var()
             if name in self.flat:
@@ -299,6 +354,12 @@ class _Gen:
                 out.append(f"{ind}{tgt}[{name!r}] = {local}")
             elif how == "optional":
                 out.append(f"{ind}if {local} is not None: {tgt}[{name!r}] = {local}")
+            elif how == "run":
+                out.append(f"{ind}if not {name}:")
+                for pair in local.split(","):
+                    field_name, value = pair.split("=")
+                    out.append(f"{ind}    if {value} is not None: {tgt}[{field_name!r}] = "
+                               f"{value}")
             else:
                 out.append(f"{ind}{tgt}.update({local})")
 
@@ -326,12 +387,32 @@ class _Gen:
         out.append(f"{ind}{tgt}, p = {table}[n](b, p + 1)")
 
 
+def _null_run(fields: list[Any], start: int, flat: Mapping[str, str],
+              added: frozenset[str] | None = None) -> list[Any]:
+    """The fields from ``start`` on that are ``["null", T]`` with a null default, in a row
+    (and, given ``added``, among those names: fields added by schema evolution, mostly
+    absent)."""
+    run = []
+    for f in fields[start:]:
+        t = f["type"]
+        nb = _nullable(t)
+        if (f["name"] in flat or nb is None or nb[0] != 0 or "default" not in f
+                or f["default"] is not None or (added is not None and f["name"] not in added)):
+            break
+        run.append(f)
+    return run
+
+
 def compile_schema(schema: Mapping[str, Any], *, flat: Mapping[str, str] | None = None,
-                   omit_null: bool = False) -> Compiled:
-    """Generate the writer and reader of a record ``schema`` (fully expanded, no name refs)."""
+                   omit_null: bool = False, added: frozenset[str] | None = None) -> Compiled:
+    """Generate the writer and reader of a record ``schema`` (fully expanded, no name refs).
+
+    ``added``: names of optional fields added by schema evolution (mostly absent); runs of
+    them are written and read with one test. None: any run of null-default fields.
+    """
     if _type_name(schema) != "record":
         raise Unsupported("top level must be a record")
-    gen = _Gen(flat or {}, omit_null)
+    gen = _Gen(flat or {}, omit_null, added)
     wbody: list[str] = []
     gen.w_fields(schema, "d", "    ", wbody)
     rbody: list[str] = []

@@ -17,6 +17,8 @@ from typing import Any
 from lienthong.services.domain.identifiers import (
     agency_code_problem,
     dossier_code_problem,
+    email_problem,
+    phone_problem,
     procedure_code_problem,
 )
 
@@ -76,6 +78,14 @@ def _cached(problem_of: Callable[[object], str | None]) -> Check:
 agency = _cached(agency_code_problem)
 dossier = _cached(dossier_code_problem)
 procedure = _cached(procedure_code_problem)
+
+
+def phone(value: Any) -> Problem:
+    return phone_problem(value)
+
+
+def email(value: Any) -> Problem:
+    return email_problem(value)
 
 
 def instant(value: Any) -> Problem:
@@ -195,8 +205,13 @@ class RecordCheck:
     """
 
     def __init__(self, schema: Mapping[str, Any], specific: Mapping[str, Check],
-                 *, flat: Mapping[str, str] | None = None) -> None:
+                 *, flat: Mapping[str, str] | None = None,
+                 requires: Mapping[str, tuple[str, ...]] | None = None,
+                 added: frozenset[str] | None = None) -> None:
         self.name = str(schema["name"]).rsplit(".", 1)[-1]
+        self._added = added  # optional fields added by schema evolution: checked in runs
+        # field -> fields that must be set too when it is (what Avro cannot say)
+        self._requires = dict(requires or {})
         self._ns: dict[str, Any] = {"fail": _fail, "Mapping": Mapping, "instant": instant,
                                     "fromiso": datetime.fromisoformat}
         self._n = 0
@@ -247,63 +262,95 @@ class RecordCheck:
         allowed = frozenset(f["name"] for f in fields)
         unknown = self._const(_unknown_fields(path, allowed, any_field, where))
         lines.append(f"{ind}if not {r}.keys() <= {self._const(allowed)}: {unknown}({r})")
-        for f in fields:
-            name = f["name"]
-            if name == skip:
-                continue  # the selector: already matched
-            dotted = path + name
-            t = f["type"]
-            nb = _nullable(t)
-            required = nb is None and "default" not in f
-            inner = nb[2] if nb else t
-            lines.append(f"{ind}v = {r}.get({name!r})")
-            if required:
-                suffix = f" for {where}" if " event" in where else ""
-                lines.append(f"{ind}if v is None: fail({dotted!r}, 'is required{suffix}')")
-                test = "if"
-            else:
-                lines.append(f"{ind}if v is None: pass")
-                test = "elif"
-            if _type_name(inner) == "record":
-                sub = f"r{self._n}"
-                self._n += 1
-                sub_fields = inner["fields"]
-                lines += [f"{ind}elif type(v) is not dict and not isinstance(v, Mapping): "
-                          f"fail({dotted!r}, 'must be an object')",
-                          f"{ind}else:", f"{ind}    {sub} = v"]
-                self._record(lines, sub, sub_fields, dotted + ".",
-                             str(inner["name"]).rsplit(".", 1)[-1],
-                             frozenset(x["name"] for x in sub_fields), ind + "    ")
+        todo = [f for f in fields if f["name"] != skip]  # the selector: already matched
+        i = 0
+        while i < len(todo):
+            run = []
+            while i + len(run) < len(todo) and self._optional_leaf(todo[i + len(run)],
+                                                                    self._added):
+                run.append(todo[i + len(run)])
+            if len(run) >= 2:
+                # Optional fields are mostly absent: one test for the run, else one by one.
+                # A name present with None takes the field-by-field path, which accepts it.
+                absent = " and ".join(f"{f['name']!r} not in {r}" for f in run)
+                lines += [f"{ind}if {absent}: pass", f"{ind}else:"]
+                for f in run:
+                    self._field(lines, r, f, path, where, ind + "    ")
+                i += len(run)
                 continue
-            check = self._specific.get(dotted)
-            if check is None and _type_name(inner) == "enum":
-                symbols = inner["symbols"]
-                problem = f"is not one of {', '.join(symbols)}"
-                lines.append(f"{ind}{test} type(v) is not str or v not in "
-                             f"{self._const(frozenset(symbols))}: "
-                             f"fail({dotted!r}, repr(v) + ' ' + {problem!r})")
-                continue
-            check = check or _generic(inner)
-            if check is instant:  # inlined: one instant per event at least
-                lines += [f"{ind}{test} type(v) is not str or len(v) > 40: "
-                          f"fail({dotted!r}, instant(v) or 'is too long')",
-                          f"{ind}else:",
-                          f"{ind}    try: t = fromiso(v)",
-                          f"{ind}    except ValueError: t = None",
-                          f"{ind}    if t is None or t.tzinfo is None: "
-                          f"fail({dotted!r}, instant(v))"]
-                continue
-            inline = getattr(check, "inline_bad", None)
-            if inline is not None:
-                expr, const, problem = inline
-                lines.append(f"{ind}{test} {expr.format(K=self._const(const))}: "
-                             f"fail({dotted!r}, {problem!r})")
-                continue
-            good = getattr(check, "good", None)
-            fast = (f"(type(v) is not str or v not in {self._const(good)}) and "
-                    if good is not None else "")
-            lines.append(f"{ind}{test} {fast}(p := {self._const(check)}(v)) is not None: "
-                         f"fail({dotted!r}, p)")
+            self._field(lines, r, todo[i], path, where, ind)
+            i += 1
+
+    @staticmethod
+    def _optional_leaf(f: Mapping[str, Any], added: frozenset[str] | None) -> bool:
+        nb = _nullable(f["type"])
+        return (nb is not None and _type_name(nb[2]) != "record"
+                and (added is None or f["name"] in added))
+
+    def _field(self, lines: list[str], r: str, f: Mapping[str, Any], path: str, where: str,
+               ind: str) -> None:
+        self._value(lines, r, f, path, where, ind)
+        for other in self._requires.get(path + f["name"], ()):
+            lines.append(f"{ind}if {r}.get({f['name']!r}) is not None and "
+                         f"{r}.get({other!r}) is None: fail({path + other!r}, 'is required "
+                         f"with {f['name']}')")
+
+    def _value(self, lines: list[str], r: str, f: Mapping[str, Any], path: str, where: str,
+               ind: str) -> None:
+        name = f["name"]
+        dotted = path + name
+        t = f["type"]
+        nb = _nullable(t)
+        required = nb is None and "default" not in f
+        inner = nb[2] if nb else t
+        lines.append(f"{ind}v = {r}.get({name!r})")
+        if required:
+            suffix = f" for {where}" if " event" in where else ""
+            lines.append(f"{ind}if v is None: fail({dotted!r}, 'is required{suffix}')")
+            test = "if"
+        else:
+            lines.append(f"{ind}if v is None: pass")
+            test = "elif"
+        if _type_name(inner) == "record":
+            sub = f"r{self._n}"
+            self._n += 1
+            sub_fields = inner["fields"]
+            lines += [f"{ind}elif type(v) is not dict and not isinstance(v, Mapping): "
+                      f"fail({dotted!r}, 'must be an object')",
+                      f"{ind}else:", f"{ind}    {sub} = v"]
+            self._record(lines, sub, sub_fields, dotted + ".",
+                         str(inner["name"]).rsplit(".", 1)[-1],
+                         frozenset(x["name"] for x in sub_fields), ind + "    ")
+            return
+        check = self._specific.get(dotted)
+        if check is None and _type_name(inner) == "enum":
+            symbols = inner["symbols"]
+            problem = f"is not one of {', '.join(symbols)}"
+            lines.append(f"{ind}{test} type(v) is not str or v not in "
+                         f"{self._const(frozenset(symbols))}: "
+                         f"fail({dotted!r}, repr(v) + ' ' + {problem!r})")
+            return
+        check = check or _generic(inner)
+        if check is instant:  # inlined: one instant per event at least
+            lines += [f"{ind}{test} type(v) is not str or len(v) > 40: "
+                      f"fail({dotted!r}, instant(v) or 'is too long')",
+                      f"{ind}else:",
+                      f"{ind}    try: t = fromiso(v)",
+                      f"{ind}    except ValueError: t = None",
+                      f"{ind}    if t is None or t.tzinfo is None: "
+                      f"fail({dotted!r}, instant(v))"]
+            return
+        inline = getattr(check, "inline_bad", None)
+        if inline is not None:
+            expr, const, problem = inline
+            lines.append(f"{ind}{test} {expr.format(K=self._const(const))}: "
+                         f"fail({dotted!r}, {problem!r})")
+            return
+        good = getattr(check, "good", None)
+        fast = (f"(type(v) is not str or v not in {self._const(good)}) and "
+                if good is not None else "")
+        lines.append(f"{ind}{test} {fast}(p := {self._const(check)}(v)) is not None: "
+                     f"fail({dotted!r}, p)")
 
 
 def _unknown_fields(path: str, allowed: frozenset[str], any_field: frozenset[str],

@@ -40,6 +40,10 @@ register("report", "lienthong.services.ops.report_cli",
          "export the agency scoreboard and Decision 766 table for a period (CSV or Excel)")
 register("notify", "lienthong.connectors.notify.cli",
          "send alerts to the agency responsible (webhook or e-mail) and a daily digest")
+register("conformance", "lienthong.connectors.conformance.cli",
+         "check a vendor's integration against a hub: signing, contract, rejections, inbox")
+register("correct", "lienthong.services.ops.correct_cli",
+         "void a wrong event of a dossier or enter a correcting one (operators allowed to)")
 register("deadletter", "lienthong.connectors.delivery.deadletter_cli",
          "list parked messages or re-send them (deadletter list|resend)")
 register("doubles", "lienthong.connectors.doubles.cli",

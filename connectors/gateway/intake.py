@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Encoder = Callable[[Mapping[str, Any]], bytes]
+OPERATOR_ONLY = ("operator", "corrects_event_id", "correction_reason", "voided_event_id")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Rejection:
     event_id: str | None
     field: str | None
     problem: str
-    reason: str  # forbidden_agency, invalid_event, too_long, too_deep, not_an_object, ...
+    reason: str  # forbidden_agency, operator_only, invalid_event, too_long, too_deep, ...
     status: int  # what this rejection alone would answer
 
     def to_json(self) -> dict[str, Any]:
@@ -157,6 +158,13 @@ def check_events(items: list[Any], agency: str, encode: Encoder,
             if isinstance(claimed, str) and claimed != agency:
                 raise _Problem("agency", f"agency {agency!r} may only publish its own events, "
                                f"not {claimed!r}'s", "forbidden_agency", 403)
+            operator_field = next((f for f in OPERATOR_ONLY if event.get(f) is not None), None)
+            if event.get("type") == "event_voided" or operator_field is not None:
+                # Voids and corrections are the hub operators' (lienthong correct, the
+                # dashboard), signed in with a role that allows them, never an agency system's.
+                raise _Problem(operator_field or "type", "voids and corrections are entered by "
+                               "the hub's operators (dashboard or lienthong correct), not "
+                               "through the gateway", "operator_only", 403)
             try:
                 value = encode(event)
             except (ValueError, TypeError, KeyError) as exc:

@@ -29,8 +29,9 @@ _REJECTION = {
         "event_id": {"type": ["string", "null"]},
         "field": {"type": ["string", "null"], "description": "the offending field"},
         "problem": {"type": "string"},
-        "reason": {"type": "string", "enum": ["forbidden_agency", "invalid_event", "too_long",
-                                              "too_deep", "too_large", "not_an_object",
+        "reason": {"type": "string", "enum": ["forbidden_agency", "operator_only",
+                                              "invalid_event", "too_long", "too_deep",
+                                              "too_large", "not_an_object",
                                               "duplicate_in_batch"]},
     },
 }
@@ -38,7 +39,9 @@ _REJECTION = {
 _EVENT = {
     "type": "object",
     "description": "A dossier event in canonical JSON (DESIGN section 4). Strings are "
-                   "normalised to Unicode NFC. `agency` must be the signing agency.",
+                   "normalised to Unicode NFC. `agency` must be the signing agency. Voids "
+                   "(`event_voided`) and corrections (`operator`, `corrects_event_id`) are the "
+                   "hub operators' and are refused here (`operator_only`).",
     "required": ["event_id", "type", "dossier", "at", "agency"],
     "properties": {
         "event_id": {"type": "string", "format": "uuid"},
@@ -53,7 +56,11 @@ _EVENT = {
         "procedure": {"type": "string", "examples": ["1.001193"]},
         "channel": {"type": "string", "enum": ["desk", "online", "postal"]},
         "applicant": {"type": "object", "properties": {
-            "name": {"type": "string"}, "id_number": {"type": "string"}}},
+            "name": {"type": "string"}, "id_number": {"type": "string"},
+            "phone": {"type": "string", "description": "for notifications (contract v3)",
+                      "examples": ["0912345678", "+84912345678"]},
+            "email": {"type": "string", "format": "email"},
+            "zalo_user_id": {"type": "string"}}},
         "appointment_at": {"type": "string", "format": "date-time"},
         "to_agency": {"type": "string"},
         "note": {"type": "string"},
@@ -65,6 +72,7 @@ _EVENT = {
         "leg": {"type": "string", "enum": ["dossier_in", "result_out"]},
         "status": {"type": "string", "enum": ["picked_up", "in_transit", "delivered",
                                               "failed", "returned_to_sender"]},
+        "correlation_id": {"type": "string", "maxLength": 200},
     },
     "examples": [{
         "event_id": "5b1e7c3a-8f7e-4a51-9d1c-0c6f2b1d9a01", "type": "received",

@@ -18,7 +18,8 @@ now)`` is the dossier's row of the ``replay`` report. ``DossierState.to_dict()``
 ``DossierState.from_dict(data, tz)`` store a dossier as plain JSON values (a Kafka table).
 
 Rejection reasons: ``unknown_dossier``, ``duplicate_dossier``, ``out_of_order``,
-``future_event``, ``not_holder`` (rule 11) and ``unknown_agency`` (sender of a ``received`` or
+``future_event``, ``not_holder`` (rule 11), ``invalid_correction`` (a void or a correction,
+which only ``corrections.correct`` applies) and ``unknown_agency`` (sender of a ``received`` or
 recipient of a hand-off not in the catalogue), ``unknown_procedure`` (no version in force at
 receipt), ``invalid_route`` (``@parent`` without a parent), ``no_open_request`` (an answer with
 no open request of its kind), ``invalid_handoff`` (to oneself), ``invalid_apology`` (a new date
@@ -105,7 +106,7 @@ from .deadlines import (
     instant_from_json,
     instant_to_json,
 )
-from .events import Event, event_to_json
+from .events import VOIDED, Event, event_to_json
 from .routing import (
     END_STATUS,
     PORTAL,
@@ -350,6 +351,12 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
         return SKIPPED
     if event.dossier != state.code:
         raise ValueError(f"event for {event.dossier} applied to dossier {state.code}")
+    if event.type == VOIDED or event.corrects_event_id is not None:
+        # A void or a correction changes the past: the dossier is replayed without the wrong
+        # event (``corrections.correct``), never applied as one more event.
+        return Rejected("invalid_correction", f"a {event.type} entered as a void or a "
+                        "correction is applied by replaying the dossier's events, not on its "
+                        "current state")
     if event.type == "received":
         return Rejected("duplicate_dossier", f"dossier {state.code} was already received at "
                         f"{state.received_at.isoformat()}")

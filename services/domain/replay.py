@@ -10,6 +10,11 @@ Events apply per dossier in input order. Every alert that fires up to ``now`` is
 
 dossiers sorted by code, alerts by (due_at with nulls first, dossier, kind, scope, agency),
 instants as ``YYYY-MM-DDTHH:MM:SS+07:00`` (the province's offset), no fractions.
+
+Voids and corrections (``event_voided``, ``corrects_event_id``) replay their dossier without the
+wrong event (``corrections.correct``); they need the dossier's earlier events, which ``Replay``
+keeps only when built with ``keep_history=True`` (the ``replay`` command does so when its input
+holds a void or a correction). Without it they are rejected (``invalid_correction``).
 """
 
 from __future__ import annotations
@@ -25,8 +30,18 @@ import orjson
 
 from .alerts import Alert
 from .catalogue import Catalogue
-from .dossier import Applied, DossierState, Rejected, apply_event, mark_fired, report, time_alerts
-from .events import InvalidEvent, parse_event
+from .corrections import correct, is_correction
+from .dossier import (
+    Applied,
+    Decision,
+    DossierState,
+    Rejected,
+    apply_event,
+    mark_fired,
+    report,
+    time_alerts,
+)
+from .events import Event, InvalidEvent, parse_event
 
 
 @contextmanager
@@ -70,6 +85,8 @@ class Replay:
     rejected: list[RejectedLine] = field(default_factory=list)
     events: int = 0
     latest: datetime | None = None
+    keep_history: bool = False
+    history: dict[str, dict[str, Event]] = field(default_factory=dict)
 
     def feed(self, lines: Iterable[str | bytes], now: datetime | None = None) -> None:
         """Apply JSONL lines (blank lines are ignored). With ``now``, an event later than
@@ -98,8 +115,11 @@ class Replay:
                 if now is not None and at > now:
                     raise NowBeforeEvent(f"--now {now.isoformat()} is earlier than the event "
                                          f"at {at.isoformat()} on line {number}")
-            decision = apply_event(states.get(event.dossier), event, catalogue,
-                                   with_deliveries=False)
+            if self.keep_history:
+                decision = self._with_history(event)
+            else:
+                decision = apply_event(states.get(event.dossier), event, catalogue,
+                                       with_deliveries=False)
             if isinstance(decision, Applied):
                 states[event.dossier] = decision.state
                 if decision.alerts:
@@ -108,6 +128,17 @@ class Replay:
                 rejected.append(RejectedLine(number, decision.reason, decision.detail))
         self.events += count
         self.latest = latest
+
+    def _with_history(self, event: Event) -> Decision:
+        state = self.states.get(event.dossier)
+        if state is not None and is_correction(event):
+            decision = correct(state, event, self.history.get(event.dossier, {}),
+                               self.catalogue)
+        else:
+            decision = apply_event(state, event, self.catalogue, with_deliveries=False)
+        if isinstance(decision, Applied):
+            self.history.setdefault(event.dossier, {}).setdefault(event.event_id, event)
+        return decision
 
     def finish(self, now: datetime | None = None) -> datetime | None:
         """Raise the time alerts due up to ``now`` (default: the latest event). Returns it."""

@@ -36,6 +36,18 @@ def _usage(message: str) -> int:
     return 2
 
 
+def _has_corrections(path: str) -> bool:
+    """Whether the file holds a void or a correction (then earlier events are kept)."""
+    with open(path, "rb") as f:
+        tail = b""
+        while chunk := f.read(1 << 20):
+            block = tail + chunk
+            if b'"voided_event_id"' in block or b'"corrects_event_id"' in block:
+                return True
+            tail = block[-20:]
+    return False
+
+
 def run(args: argparse.Namespace) -> int:
     with collector_paused():
         return _run(args)
@@ -56,11 +68,12 @@ def _run(args: argparse.Namespace) -> int:
             return _usage(f"--now {args.now!r} is not an ISO-8601 instant")
         if now.tzinfo is None:
             now = now.replace(tzinfo=catalogue.calendar.tz)
-    replay = Replay(catalogue)
     try:
         if args.events == "-":
+            replay = Replay(catalogue, keep_history=True)
             replay.feed(sys.stdin.buffer, now)
         else:
+            replay = Replay(catalogue, keep_history=_has_corrections(args.events))
             with open(args.events, "rb") as lines:
                 replay.feed(lines, now)
     except NowBeforeEvent as exc:

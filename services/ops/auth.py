@@ -8,6 +8,7 @@ The users file is YAML (or JSON) kept outside the repository::
         role: operator            # admin | operator | viewer
         agency: "000.00.20.H99"   # optional: sees only this agency's subtree
         may_see_personal_data: false
+        may_correct: false        # may void or correct events (admins always may)
 
 Passwords are hashed with the standard library's scrypt; sessions are an HMAC-SHA256-signed
 cookie naming the user and an expiry, so the server keeps no session table.
@@ -31,7 +32,9 @@ from typing import Any
 import yaml
 
 ROLES = ("admin", "operator", "viewer")
-"""admin and operator may re-send dead letters; a viewer only looks."""
+"""admin and operator may re-send dead letters; a viewer only looks. Voiding or correcting an
+event changes a legal record: admins may, an operator only with ``may_correct: true``, a viewer
+never."""
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
@@ -76,10 +79,16 @@ class Operator:
     role: str = "viewer"
     agency: str | None = None          # None: the whole province
     may_see_personal_data: bool = False
+    may_correct: bool = False
 
     @property
     def may_resend(self) -> bool:
         return self.role in ("admin", "operator")
+
+    @property
+    def may_void(self) -> bool:
+        """May void or correct events (hủy, đính chính sự kiện) of dossiers it can see."""
+        return self.role == "admin" or (self.role == "operator" and self.may_correct)
 
 
 def parse_users(data: Any, source: str = "<memory>") -> dict[str, Operator]:
@@ -91,7 +100,7 @@ def parse_users(data: Any, source: str = "<memory>") -> dict[str, Operator]:
         if not isinstance(entry, Mapping):
             raise UsersFileError(f"{where}: expected a mapping")
         unknown = set(entry) - {"username", "password_hash", "role", "agency",
-                                "may_see_personal_data"}
+                                "may_see_personal_data", "may_correct"}
         if unknown:
             raise UsersFileError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         name = entry.get("username")
@@ -109,9 +118,15 @@ def parse_users(data: Any, source: str = "<memory>") -> dict[str, Operator]:
         personal = entry.get("may_see_personal_data", False)
         if not isinstance(personal, bool):
             raise UsersFileError(f"{where}.may_see_personal_data: true or false")
+        correct = entry.get("may_correct", False)
+        if not isinstance(correct, bool):
+            raise UsersFileError(f"{where}.may_correct: true or false")
+        if correct and role == "viewer":
+            raise UsersFileError(f"{where}.may_correct: a viewer may not correct events; "
+                                 "make the account an operator")
         if name in users:
             raise UsersFileError(f"{where}.username: {name!r} listed twice")
-        users[name] = Operator(name, pw, role, agency, personal)
+        users[name] = Operator(name, pw, role, agency, personal, correct)
     return users
 
 
@@ -128,7 +143,8 @@ def save_users(path: str | Path, users: Iterable[Operator]) -> None:
     """Write the users file atomically, readable by its owner only."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
-    body = {"users": [{k: v for k, v in asdict(u).items() if v is not None}
+    body = {"users": [{k: v for k, v in asdict(u).items()
+                       if v is not None and not (k == "may_correct" and v is False)}
                       for u in users]}
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -140,6 +140,7 @@ class TimelineEntry:
     agency: str | None
     to_agency: str | None
     detail: str
+    note: str | None = None  # the core's: after_end, unexpected_recipient, voided, correction…
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +239,7 @@ def parse_snapshot(data: Mapping[str, Any]) -> Dossier:
         event_id=_opt_text(e, "event_id"), type=str(e.get("type") or ""),
         at=_instant(e.get("at"), f"timeline[{i}].at"), agency=_opt_text(e, "agency"),
         to_agency=_opt_text(e, "to_agency"), detail=str(e.get("detail") or ""),
+        note=_opt_text(e, "note"),
     ) for i, e in enumerate(data.get("timeline") or ()))
     portal = data.get("portal_status")
     if portal is not None and (not isinstance(portal, int) or isinstance(portal, bool)):

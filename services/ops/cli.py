@@ -63,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="agency code: the operator sees only its subtree")
     add.add_argument("--personal-data", action="store_true",
                      help="may see applicants' names and ID numbers")
+    add.add_argument("--may-correct", action="store_true",
+                     help="an operator who may void or correct events (admins always may)")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input")
     ls = usub.add_parser("list", help="print operators (never hashes)")
@@ -77,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     st.add_argument("--personal-data", dest="personal_data", action="store_true",
                     default=None, help="may see applicants' names and ID numbers")
     st.add_argument("--no-personal-data", dest="personal_data", action="store_false")
+    st.add_argument("--may-correct", dest="may_correct", action="store_true", default=None,
+                    help="may void or correct events")
+    st.add_argument("--no-correct", dest="may_correct", action="store_false")
     for p in (add, ls, rm, st):
         # accepted after the action too: "dashboard users add NAME --users FILE"
         p.add_argument("--users", type=Path, default=argparse.SUPPRESS,
@@ -107,7 +112,8 @@ def _users_command(args: argparse.Namespace) -> int:
     if args.users_action == "list":
         for u in users.values():
             print(f"{u.username}\t{u.role}\t{u.agency or '*'}\t"
-                  f"{'personal-data' if u.may_see_personal_data else '-'}")
+                  f"{'personal-data' if u.may_see_personal_data else '-'}\t"
+                  f"{'may-correct' if u.may_void else '-'}")
         return 0
     # Account changes are audited beside sign-ins: who (the system user) changed whom.
     audit = AuditLog(args.audit_log)
@@ -128,11 +134,18 @@ def _users_command(args: argparse.Namespace) -> int:
             None if args.agency == "province" else args.agency)
         new = replace(old, role=args.role or old.role, agency=agency,
                       may_see_personal_data=old.may_see_personal_data
-                      if args.personal_data is None else args.personal_data)
+                      if args.personal_data is None else args.personal_data,
+                      may_correct=old.may_correct if args.may_correct is None
+                      else args.may_correct)
+        if new.may_correct and new.role == "viewer":
+            print("a viewer may not correct events; make the account an operator",
+                  file=sys.stderr)
+            return 1
         users[args.name] = new
         save_users(args.users, users.values())
         audit.record("operator_changed", actor, operator=args.name, role=new.role,
-                     agency=new.agency, may_see_personal_data=new.may_see_personal_data)
+                     agency=new.agency, may_see_personal_data=new.may_see_personal_data,
+                     may_correct=new.may_correct)
         return 0
     if not USERNAME.match(args.name):
         print("usernames are letters, digits and . _ @ -", file=sys.stderr)
@@ -147,11 +160,15 @@ def _users_command(args: argparse.Namespace) -> int:
     if len(password) < 10:
         print("a password has at least 10 characters", file=sys.stderr)
         return 1
+    if args.may_correct and args.role == "viewer":
+        print("a viewer may not correct events; use --role operator", file=sys.stderr)
+        return 1
     users[args.name] = Operator(args.name, hash_password(password), args.role, args.agency,
-                                args.personal_data)
+                                args.personal_data, args.may_correct)
     save_users(args.users, users.values())
     audit.record("operator_saved", actor, operator=args.name, role=args.role,
-                 agency=args.agency, may_see_personal_data=args.personal_data)
+                 agency=args.agency, may_see_personal_data=args.personal_data,
+                 may_correct=args.may_correct)
     print(f"operator {args.name} saved to {args.users}", file=sys.stderr)
     return 0
 
@@ -217,10 +234,15 @@ async def _serve(args: argparse.Namespace) -> int:
             board.apply_snapshot(s)
         for a in sample_alerts(snaps):
             board.add_alert(a)
+    desk = None
+    if args.bootstrap:
+        from lienthong.services.ops.corrections import CorrectionsDesk
+        desk = CorrectionsDesk(args.bootstrap, settings)  # operators' voids (hủy sự kiện)
     app = create_app(board, users, resend=feed.resend if feed else None,
                      audit=AuditLog(args.audit_log), clock=clock.now, secret=secret,
                      metrics=metrics, cookie_secure=args.cookie_secure,
-                     simulated=clock if isinstance(clock, ScaledClock) else None)
+                     simulated=clock if isinstance(clock, ScaledClock) else None,
+                     correct=desk.publish if desk is not None else None)
     dash = app[DASHBOARD]
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

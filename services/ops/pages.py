@@ -24,6 +24,7 @@ from lienthong.services.ops.board import (
     Scoreboard,
     Slip,
     Tally,
+    TimelineEntry,
 )
 from lienthong.services.ops.html import Child, Markup, el, esc, join
 from lienthong.services.ops.i18n import (
@@ -385,7 +386,53 @@ def scoreboard_main(v: View, board: Scoreboard, series: Sequence[DailyRate],
 
 # -- tracking slip ---------------------------------------------------------------------------
 
-def slip_main(v: View, slip: Slip) -> Markup:
+def _note(v: View, note: str | None) -> str:
+    if not note:
+        return ""
+    if len(note) == 36 and note.count("-") == 4:  # a void names the event it voids
+        return f"{v.t('note.voids')} {note[:8]}…"
+    return v.t(f"note.{note}")
+
+
+def _void_form(v: View, code: str, entry: TimelineEntry, csrf: str) -> Markup:
+    """Hủy sự kiện: a reason, then a POST; the worker replays the dossier without it."""
+    return el("details", {"class": "void no-print"},
+              el("summary", {}, v.t("void")),
+              el("form", {"method": "post", "action": f"/dossiers/{code}/void",
+                          "class": "void-form"},
+                 el("input", {"type": "hidden", "name": "csrf", "value": csrf}),
+                 el("input", {"type": "hidden", "name": "event_id", "value": entry.event_id}),
+                 el("label", {}, v.t("void.reason"),
+                    el("textarea", {"name": "reason", "required": "required",
+                                    "maxlength": "2000", "rows": "2"}, "")),
+                 el("button", {"type": "submit", "class": "danger small"},
+                    v.t("void.submit"))))
+
+
+def _correct_form(v: View, code: str, entry: TimelineEntry, csrf: str) -> Markup:
+    """Đính chính a hand-off sent to the wrong agency: the right recipient and a reason."""
+    options = [el("option", {"value": a.code, "selected": a.code == entry.to_agency},
+                  f"{a.name} ({a.code})")
+               for a in sorted(v.board.catalogue.agencies.values(), key=lambda a: a.name)]
+    return el("details", {"class": "correct no-print"},
+              el("summary", {}, v.t("correct")),
+              el("form", {"method": "post", "action": f"/dossiers/{code}/correct",
+                          "class": "void-form"},
+                 el("input", {"type": "hidden", "name": "csrf", "value": csrf}),
+                 el("input", {"type": "hidden", "name": "event_id", "value": entry.event_id}),
+                 el("label", {}, v.t("correct.to_agency"),
+                    el("select", {"name": "to_agency", "required": "required"}, options)),
+                 el("label", {}, v.t("correct.reason"),
+                    el("textarea", {"name": "reason", "required": "required",
+                                    "maxlength": "2000", "rows": "2"}, "")),
+                 el("button", {"type": "submit", "class": "primary small"},
+                    v.t("correct.submit"))))
+
+
+def slip_main(v: View, slip: Slip, *, csrf: str | None = None,
+              flash: str | None = None) -> Markup:
+    """The tracking slip; with ``csrf`` (an operator allowed to void) each event that can be
+    voided has its form."""
     d = slip.dossier
     facts = [
         (v.t("dossier"), el("b", {"class": "code"}, d.code)),
@@ -452,12 +499,25 @@ def slip_main(v: View, slip: Slip) -> Markup:
               v.t("portal.none") if d.portal_status is None else v.t("portal.drift"))),
     ]
     if d.timeline:
+        def voidable(i: int, e: TimelineEntry) -> bool:
+            return (csrf is not None and i > 0 and bool(e.event_id)
+                    and e.note != "voided" and e.type != "event_voided")
+
         sections += [el("h2", {}, v.t("timeline")), _table(
-            [v.t("at"), v.t("event"), v.t("agency"), v.t("receiver"), v.t("detail")],
-            [el("tr", {}, el("td", {"class": "num"}, v.when(e.at)),
+            [v.t("at"), v.t("event"), v.t("agency"), v.t("receiver"), v.t("detail"),
+             v.t("note"), ""],
+            [el("tr", {"data-event": e.event_id or "",
+                       "class": "voided" if e.note == "voided" else None},
+                el("td", {"class": "num"}, v.when(e.at)),
                 el("td", {}, event_label(e.type, v.lang)),
                 el("td", {}, v.agency(e.agency)), el("td", {}, v.agency(e.to_agency)),
-                el("td", {}, e.detail)) for e in d.timeline])]
+                el("td", {}, e.detail), el("td", {"class": "note"}, _note(v, e.note)),
+                el("td", {}, (_void_form(v, d.code, e, csrf),
+                              _correct_form(v, d.code, e, csrf) if e.type == "handoff"
+                              else None) if voidable(i, e) and csrf else None))
+             for i, e in enumerate(d.timeline)])]
+    if flash:
+        sections.insert(1, el("p", {"class": "flash", "role": "status"}, flash))
     return join(*sections)
 
 

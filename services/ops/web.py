@@ -51,6 +51,7 @@ from lienthong.services.ops.board import (
     Slip,
     Tally,
 )
+from lienthong.services.ops.html import el, join
 from lienthong.services.ops.i18n import pick_lang
 from lienthong.services.ops.metrics import DashboardMetrics
 from lienthong.services.ops.pages import (
@@ -98,6 +99,16 @@ class Resend(Protocol):
     """
 
     def __call__(self, offset: int) -> Awaitable[object] | object: ...
+
+
+class Publish(Protocol):
+    """Write an operator's void or correction (canonical JSON) to ``dossier.events``.
+
+    May be a plain function (run in a thread) or a coroutine function; raising means it failed
+    (the codec's ``InvalidRecord`` names the field).
+    """
+
+    def __call__(self, event: Mapping[str, Any]) -> Awaitable[object] | object: ...
 
 
 @dataclass(eq=False)
@@ -163,6 +174,7 @@ class Dashboard:
     simulated: ScaledClock | None = None
     login_limits: LoginLimits = field(default_factory=lambda: LoginLimits())
     wake_ticker: asyncio.Event | None = None
+    correct: Publish | None = None
     board_cache: dict[tuple[object, ...], list[BoardRow]] = field(default_factory=dict)
 
     def notify(self, change: Change | None) -> None:
@@ -186,7 +198,8 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
                metrics: DashboardMetrics | None = None,
                cookie_secure: bool = False,
                simulated: ScaledClock | None = None,
-               login_limits: LoginLimits | None = None) -> web.Application:
+               login_limits: LoginLimits | None = None,
+               correct: Publish | None = None) -> web.Application:
     """The dashboard application. ``secret`` signs session cookies (random when None: every
     restart signs everyone out). ``simulated``: the demo's accelerated clock (``clock`` should
     be its ``now``), named in every page's header so demo time is not taken for real time."""
@@ -197,7 +210,7 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
                      audit=audit or AuditLog(None), resend=resend, clock=clock,
                      metrics=metrics or DashboardMetrics(board, clock), hub=LiveHub(),
                      cookie_secure=cookie_secure, simulated=simulated,
-                     login_limits=login_limits or LoginLimits())
+                     login_limits=login_limits or LoginLimits(), correct=correct)
     app = web.Application(middlewares=[_headers, _session])
     app[DASHBOARD] = dash
     r = app.router
@@ -210,6 +223,8 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
         for fmt in FORMATS:
             r.add_get(f"/{table}.{fmt}", _report_handler(table, fmt))
     r.add_get("/dossiers/{code}", slip_page)
+    r.add_post("/dossiers/{code}/void", void_submit)
+    r.add_post("/dossiers/{code}/correct", correct_submit)
     r.add_get("/search", search_page)
     r.add_get("/alerts", alerts_page)
     r.add_get("/deadletters", deadletters_page)
@@ -492,7 +507,107 @@ async def slip_page(request: web.Request) -> web.Response:
     slip = dash.board.slip(code, v.now)
     assert slip is not None
     _audit_personal(request, "slip", [code])
-    return _html(request, v, v.t("slip"), "", slip_main(v, slip), topics="board")
+    user = _user(request)
+    csrf = (dash.signer.csrf(request.cookies.get(SESSION_COOKIE, ""))
+            if user.may_void and dash.correct is not None else None)
+    flash = (v.t("void.sent") if request.query.get("voided") else
+             v.t("correct.sent") if request.query.get("corrected") else None)
+    return _html(request, v, v.t("slip"), "", slip_main(v, slip, csrf=csrf, flash=flash),
+                 topics="board")
+
+
+async def void_submit(request: web.Request) -> web.Response:
+    """Hủy sự kiện: checks, publishes the void, audits; 4xx with what is wrong otherwise."""
+    return await _correction_submit(request, void=True)
+
+
+async def correct_submit(request: web.Request) -> web.Response:
+    """Đính chính a hand-off: the same hand-off to the right agency, in the wrong one's place."""
+    return await _correction_submit(request, void=False)
+
+
+async def _correction_submit(request: web.Request, *, void: bool) -> web.Response:
+    from lienthong.schemas.codec import InvalidRecord
+    from lienthong.services.domain.corrections import (
+        correction_event,
+        target_problem,
+        void_event,
+    )
+
+    dash = request.app[DASHBOARD]
+    v = _view(request)
+    user = _user(request)
+    code = request.match_info["code"]
+    form = await request.post()
+    d = dash.board.dossier(code)
+    if not _may_view(request, d):
+        return _html(request, v, v.t("slip"), "", not_found_main(v), status=404)
+    assert d is not None
+    event_id = str(form.get("event_id", "")).strip().lower()
+    reason = str(form.get("reason", "")).strip()
+    action = "event_voided" if void else "event_corrected"
+
+    def refuse(status: int, message: str) -> web.Response:
+        slip = dash.board.slip(code, v.now)
+        assert slip is not None
+        failed = v.t("void.failed" if void else "correct.failed")
+        body = join(el("p", {"class": "flash error", "role": "alert"}, f"{failed}: {message}"),
+                    slip_main(v, slip))
+        return _html(request, v, v.t("slip"), "", body, status=status)
+
+    token = request.cookies.get(SESSION_COOKIE, "")
+    if not secrets.compare_digest(str(form.get("csrf", "")), dash.signer.csrf(token)):
+        return refuse(403, "bad form token")
+    if not user.may_void:
+        dash.audit.record(f"{action}_forbidden", user.username, dossier=code,
+                          target=event_id, remote=request.remote)
+        return refuse(403, v.t("void.forbidden"))
+    if not reason:
+        return refuse(400, v.t("void.reason_required"))
+    if len(reason) > 2000:
+        return refuse(400, "reason: at most 2000 characters")
+    problem = target_problem(code, [(e.event_id, e.type, e.note) for e in d.timeline],
+                             event_id, void=void)
+    if problem is not None:
+        return refuse(409 if problem[0] == "already_voided" else 422,
+                      f"{problem[0]}: {problem[1]}")
+    entry = next(e for e in d.timeline if (e.event_id or "").lower() == event_id)
+    if dash.correct is None:
+        return refuse(503, "corrections are not configured on this dashboard")
+    if void:
+        event = void_event(code, event_id, reason, user.username, entry.agency or d.holder,
+                           dash.clock())
+    else:
+        to_agency = str(form.get("to_agency", "")).strip()
+        if entry.type != "handoff":
+            return refuse(422, "only a hand-off can be corrected here; use lienthong correct "
+                          "replace for other events")
+        if dash.board.catalogue.agency(to_agency) is None:
+            return refuse(400, f"to_agency: {to_agency!r} is not an agency of the catalogue")
+        if to_agency in (entry.to_agency, entry.agency):
+            return refuse(400, "to_agency: choose another agency than the wrong recipient and "
+                          "the sender")
+        event = correction_event(
+            {"type": "handoff", "dossier": code, "at": entry.at.isoformat(),
+             "agency": entry.agency, "to_agency": to_agency}, event_id, reason, user.username)
+    try:
+        if inspect.iscoroutinefunction(dash.correct):
+            await dash.correct(event)
+        else:
+            result = await asyncio.to_thread(dash.correct, event)
+            if inspect.isawaitable(result):
+                await result
+    except InvalidRecord as exc:
+        return refuse(400, str(exc))
+    except Exception as exc:
+        dash.audit.record(f"{action}_failed", user.username, dossier=code, target=event_id,
+                          error=str(exc)[:300], remote=request.remote)
+        return refuse(502, f"could not publish: {exc}")
+    dash.audit.record(action, user.username, dossier=code, target=event_id,
+                      event_id=event["event_id"], reason=reason, remote=request.remote,
+                      **({} if void else {"to_agency": event["to_agency"]}))
+    raise web.HTTPSeeOther(f"/dossiers/{code}?" + _q({"voided" if void else "corrected":
+                                                      event_id}))
 
 
 async def search_page(request: web.Request) -> web.StreamResponse:

@@ -32,6 +32,7 @@ from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.domain.dossier import DossierState
 from lienthong.services.processors import metrics
 from lienthong.services.processors.fetching import tune_faust_consumer
+from lienthong.services.processors.history import LogHistory
 from lienthong.services.processors.offsets import OffsetGuard
 from lienthong.services.processors.positions import commit_start_offsets, with_coordinator
 from lienthong.services.processors.tracker import (
@@ -222,7 +223,8 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
     table.value_serializer = state_codec
     tracker = Tracker(catalogue=catalogue, clock=clock,
                       states=DossierTable(table, state_codec),
-                      outputs=_FaustOutputs(by_kind), partitions=settings.partitions)
+                      outputs=_FaustOutputs(by_kind), partitions=settings.partitions,
+                      history=LogHistory(bootstrap, client_id=f"{settings.app_id}-history"))
 
     guard = OffsetGuard()
 

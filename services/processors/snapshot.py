@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from lienthong.services.domain.catalogue import Catalogue
+from lienthong.services.domain.corrections import VOIDED_NOTE
 from lienthong.services.domain.dossier import DossierState, report
 
 PAUSE_OPEN = {"supplement_requested": "supplement", "obligation_requested": "obligation"}
@@ -46,6 +47,8 @@ def snapshot_dict(state: DossierState, catalogue: Catalogue, now: datetime) -> d
         at_text = fmt(at)
         timeline.append({"event_id": event_id, "type": etype, "at": at_text, "agency": agency,
                          "note": note})
+        if note == VOIDED_NOTE:
+            continue  # voided by an operator: on the timeline, and nothing more
         if etype in PAUSE_OPEN:
             if PAUSE_OPEN[etype] not in open_pause:
                 pause = {"kind": PAUSE_OPEN[etype], "requested_by": agency, "from": at_text,

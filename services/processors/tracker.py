@@ -39,6 +39,7 @@ from lienthong.schemas.codec import CodecError
 from lienthong.services.clock import Clock
 from lienthong.services.domain.alerts import Alert
 from lienthong.services.domain.catalogue import Catalogue
+from lienthong.services.domain.corrections import correct
 from lienthong.services.domain.dossier import (
     Applied,
     DossierState,
@@ -48,10 +49,11 @@ from lienthong.services.domain.dossier import (
     next_alarm,
     time_alerts,
 )
-from lienthong.services.domain.events import InvalidEvent, parse_event
+from lienthong.services.domain.events import VOIDED, Event, InvalidEvent, parse_event
 from lienthong.services.domain.routing import Delivery
 from lienthong.services.processors import metrics
 from lienthong.services.processors.deadline_index import DeadlineIndex
+from lienthong.services.processors.history import DossierHistory, HistoryUnavailable
 from lienthong.services.processors.holdings import Holdings
 from lienthong.services.processors.partitioning import partition_of
 from lienthong.services.processors.snapshot import snapshot
@@ -150,7 +152,7 @@ class Tracker:
     def __init__(self, *, catalogue: Catalogue, clock: Clock,
                  states: DossierStates, outputs: Outputs,
                  partitions: int, index: DeadlineIndex | None = None,
-                 live: bool = True) -> None:
+                 live: bool = True, history: DossierHistory | None = None) -> None:
         self.catalogue = catalogue
         self.clock = clock
         self.states = states
@@ -167,6 +169,7 @@ class Tracker:
         self._writer: asyncio.Future[None] | None = None
         self._tail: asyncio.Future[None] | None = None  # the last batch submitted
         self._tz = catalogue.calendar.tz
+        self.history = history  # a dossier's past events, for voids and corrections
 
     # -- events ------------------------------------------------------------------------------
 
@@ -185,7 +188,9 @@ class Tracker:
             out: list[Output] = []
             changed: dict[bytes, tuple[int, DossierState]] = {}
             for record in records:
-                self._apply(record, now, out, changed)
+                correction = self._apply(record, now, out, changed)
+                if correction is not None:
+                    await self._correct(record, correction, now, out, changed)
             positions = {r.partition: r.offset + 1 for r in records}
             task = await self._queue(out, changed, positions, on_durable)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -197,24 +202,69 @@ class Tracker:
             await self._tail
 
     def _apply(self, record: SourceRecord, now: datetime, out: list[Output],
-               changed: dict[bytes, tuple[int, DossierState]]) -> None:
+               changed: dict[bytes, tuple[int, DossierState]]) -> Event | None:
+        """Apply one record; a void or a correction is returned for ``_correct`` instead."""
         try:
             data = codec.EVENTS.decode(record.value)
             event = parse_event(data)
         except CodecError as exc:
             self._deadletter(record, getattr(exc, "reason", "undecodable"), str(exc), out)
-            return
+            return None
         except InvalidEvent as exc:
             self._deadletter(record, "invalid_event", str(exc), out)
-            return
+            return None
         key = event.dossier.encode()
         if record.key is not None and record.key != key:
             self._deadletter(record, "key_mismatch",
                              f"record key {record.key!r} is not the event's dossier code", out)
-            return
+            return None
+        if self.history is not None and (event.type == VOIDED
+                                         or event.corrects_event_id is not None):
+            return event  # is_correction(), inline: this runs for every event
         entry = changed.get(key)
         state = entry[1] if entry is not None else self._state(key)
         decision = apply_event(state, event, self.catalogue, now if self.live else None)
+        if isinstance(decision, Rejected):
+            metrics.REJECTED.labels(decision.reason).inc()
+            self._deadletter(record, decision.reason, decision.detail, out)
+            return None
+        if not isinstance(decision, Applied):
+            metrics.DUPLICATES.inc()
+            return None
+        metrics.EVENTS.labels(event.type, event.agency).inc()
+        partition = record.partition
+        for d in decision.deliveries:
+            out.append((DELIVERY, key, codec.DELIVERIES.encode(delivery_record(d, event.at),
+                                                          validate=False), partition))
+        self._send_alerts(key, partition, decision.alerts, out)
+        changed[key] = (partition, decision.state)
+        return None
+
+    async def _correct(self, record: SourceRecord, event: Event, now: datetime,
+                       out: list[Output], changed: dict[bytes, tuple[int, DossierState]]) -> None:
+        """A void or a correction: the dossier replayed from its events in the log."""
+        assert self.history is not None
+        key = event.dossier.encode()
+        entry = changed.get(key)
+        state = entry[1] if entry is not None else self._state(key)
+        if state is None:
+            self._deadletter(record, "unknown_dossier", f"no dossier {event.dossier} to "
+                             f"correct with this {event.type}", out)
+            return
+        try:
+            raw = await self.history.records(record.topic, record.partition, key,
+                                             record.offset)
+        except HistoryUnavailable as exc:
+            self._deadletter(record, "history_unavailable", str(exc), out)
+            return
+        known: dict[str, Event] = {}
+        for value in raw:
+            try:
+                past = parse_event(codec.EVENTS.decode(value))
+            except (CodecError, InvalidEvent):
+                continue  # it went to the dead-letter topic when it came
+            known.setdefault(past.event_id, past)
+        decision = correct(state, event, known, self.catalogue, now if self.live else None)
         if isinstance(decision, Rejected):
             metrics.REJECTED.labels(decision.reason).inc()
             self._deadletter(record, decision.reason, decision.detail, out)
@@ -223,6 +273,8 @@ class Tracker:
             metrics.DUPLICATES.inc()
             return
         metrics.EVENTS.labels(event.type, event.agency).inc()
+        log.info("dossier %s recomputed after %s %s by %s", event.dossier, event.type,
+                 event.event_id, event.operator)
         partition = record.partition
         for d in decision.deliveries:
             out.append((DELIVERY, key, codec.DELIVERIES.encode(delivery_record(d, event.at),

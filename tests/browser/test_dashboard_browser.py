@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -80,6 +80,7 @@ class Server:
     loop: asyncio.AbstractEventLoop
     dash: Dashboard
     resent: list[int]
+    voids: list[dict[str, Any]] = field(default_factory=list)
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the server's loop (the read model is touched only there)."""
@@ -100,12 +101,14 @@ def _serve(board: OpsBoard, resent: list[int]) -> Iterator[Server]:
         "huyen": Operator("huyen", hash_password(PASSWORD, n=2**12), "operator", DISTRICT,
                           False),
     }
+    voids: list[dict[str, Any]] = []
     loop = asyncio.new_event_loop()
     started = threading.Event()
     box: dict[str, Any] = {}
 
     async def start() -> None:
-        app = create_app(board, users, resend=resent.append, audit=AuditLog(None))
+        app = create_app(board, users, resend=resent.append, audit=AuditLog(None),
+                         correct=voids.append)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -119,7 +122,8 @@ def _serve(board: OpsBoard, resent: list[int]) -> Iterator[Server]:
     asyncio.run_coroutine_threadsafe(start(), loop).result(20)
     assert started.wait(20)
     try:
-        yield Server(f"http://127.0.0.1:{box['port']}", loop, box["app"][DASHBOARD], resent)
+        yield Server(f"http://127.0.0.1:{box['port']}", loop, box["app"][DASHBOARD], resent,
+                     voids)
     finally:
         asyncio.run_coroutine_threadsafe(box["runner"].cleanup(), loop).result(20)
         loop.call_soon_threadsafe(loop.stop)
@@ -251,6 +255,93 @@ def test_an_operator_resends_a_dead_letter(server: Server, browser: WebDriver) -
     WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.CSS_SELECTOR, ".flash"))
     assert "Đã gửi lại" in d.find_element(By.CSS_SELECTOR, ".flash").text
     assert server.resent == [3]
+
+
+def test_an_admin_voids_a_wrong_hand_off_from_the_slip_and_sees_it_struck_through(
+        server: Server, browser: WebDriver) -> None:
+    d = browser
+    now = datetime.now(TZ)
+    received, handoff = "11111111-1111-4111-8111-111111111111", \
+        "22222222-2222-4222-8222-222222222222"
+    snap = snapshot("H99-VOID", due=now + timedelta(days=2))
+    snap["timeline"] = [
+        {"event_id": received, "type": "received", "at": snap["received_at"],
+         "agency": COMMUNE, "note": None},
+        {"event_id": handoff, "type": "handoff", "at": now.isoformat(), "agency": COMMUNE,
+         "to_agency": DISTRICT, "note": "unexpected_recipient"}]
+    server.publish(snap)
+    login(d, server.base)
+    d.get(server.base + "/dossiers/H99-VOID")
+    wait_live(d)
+    row = d.find_element(By.CSS_SELECTOR, f'tr[data-event="{handoff}"]')
+    assert d.find_elements(By.CSS_SELECTOR, f'tr[data-event="{received}"] form') == []
+    summary = row.find_element(By.TAG_NAME, "summary")
+    assert summary.text == "Hủy…"
+    summary.click()
+    assert "Lý do hủy" in row.text
+    row.find_element(By.NAME, "reason").send_keys("Chuyển nhầm cơ quan")
+    row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.CSS_SELECTOR, ".flash"))
+    assert "Đã gửi yêu cầu hủy sự kiện" in d.find_element(By.CSS_SELECTOR, ".flash").text
+    assert [(v["type"], v["voided_event_id"], v["operator"]) for v in server.voids] == [
+        ("event_voided", handoff, "dieuhanh")]
+    SHOTS.mkdir(exist_ok=True)
+    d.save_screenshot(str(SHOTS / "void-sent.png"))
+
+    # The worker's recomputed snapshot comes: the hand-off is struck through, without a reload.
+    wait_live(d)
+    d.execute_script("window.__sameDocument = true;")
+    later = (now + timedelta(seconds=1)).isoformat()
+    snap2 = {**snap, "updated_at": later, "timeline": [
+        snap["timeline"][0], {**snap["timeline"][1], "note": "voided"},
+        {"event_id": server.voids[0]["event_id"], "type": "event_voided", "at": later,
+         "agency": COMMUNE, "note": handoff}]}
+    server.publish(snap2)
+
+    def struck(drv: WebDriver) -> bool:
+        return bool(drv.execute_script(
+            f"const r = document.querySelector('tr[data-event=\"{handoff}\"]');"
+            "return r !== null && r.classList.contains('voided');"))
+
+    WebDriverWait(d, 10, poll_frequency=0.1).until(struck)
+    assert d.execute_script("return window.__sameDocument === true;")
+    row = d.find_element(By.CSS_SELECTOR, f'tr[data-event="{handoff}"]')
+    assert "Đã hủy" in row.text and row.find_elements(By.TAG_NAME, "form") == []
+    assert "Hủy sự kiện" in d.find_element(By.CSS_SELECTOR, "main").text
+    d.save_screenshot(str(SHOTS / "void-applied.png"))
+
+
+def test_an_admin_corrects_a_hand_off_to_the_right_agency_from_the_slip(
+        server: Server, browser: WebDriver) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    d = browser
+    now = datetime.now(TZ)
+    received, handoff = "33333333-3333-4333-8333-333333333333", \
+        "44444444-4444-4444-8444-444444444444"
+    snap = snapshot("H99-CORRECT", due=now + timedelta(days=2))
+    snap["timeline"] = [
+        {"event_id": received, "type": "received", "at": snap["received_at"],
+         "agency": COMMUNE, "note": None},
+        {"event_id": handoff, "type": "handoff", "at": now.isoformat(), "agency": COMMUNE,
+         "to_agency": DISTRICT, "note": "unexpected_recipient"}]
+    server.publish(snap)
+    login(d, server.base)
+    d.get(server.base + "/dossiers/H99-CORRECT")
+    row = d.find_element(By.CSS_SELECTOR, f'tr[data-event="{handoff}"]')
+    box = row.find_element(By.CSS_SELECTOR, "details.correct")
+    summary = box.find_element(By.TAG_NAME, "summary")
+    assert summary.text == "Đính chính…"
+    summary.click()
+    assert "Cơ quan nhận đúng" in box.text
+    Select(box.find_element(By.NAME, "to_agency")).select_by_value("000.02.10.H99")
+    box.find_element(By.NAME, "reason").send_keys("Chuyển nhầm cơ quan")
+    box.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.CSS_SELECTOR, ".flash"))
+    assert "Đã gửi đính chính" in d.find_element(By.CSS_SELECTOR, ".flash").text
+    fixes = [v for v in server.voids if v.get("corrects_event_id") == handoff]
+    assert [(v["type"], v["to_agency"], v["operator"]) for v in fixes] == [
+        ("handoff", "000.02.10.H99", "dieuhanh")]
 
 
 def test_a_district_operator_does_not_see_another_agencys_dossier(

@@ -1,0 +1,1 @@
+"""The vendor conformance kit (bộ kiểm tra tích hợp): ``lienthong conformance``."""
