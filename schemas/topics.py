@@ -17,6 +17,11 @@ catalog             entry id   agencies, procedures, calendar. Compacted: the la
                                each key is the catalogue.
 dossier.status      dossier    the latest snapshot of each dossier (JSON), written by the
                                tracker for the dashboard and timelines. Compacted.
+citizen.            dossier    what the applicant was told and how it went (JSON, one record per
+notifications                  status of a message: queued, held, sent, delivered, failed,
+                               skipped), written by ``citizen-notify`` for the dossier's
+                               timeline. Masked addresses only. Kept 400 days (a year of
+                               complaints about "nobody told me" can be answered).
 ==================  =========  ==================================================================
 
 Partitions of the keyed topics come from ``Settings.partitions`` (one dossier's records stay in
@@ -42,6 +47,7 @@ ALERTS = "alerts"
 DEADLETTER = "deadletter"
 CATALOG = "catalog"
 DOSSIER_STATUS = "dossier.status"
+CITIZEN_NOTIFICATIONS = "citizen.notifications"
 
 _DAY_MS = 24 * 3600 * 1000
 _FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
@@ -68,16 +74,18 @@ class TopicNames:
     deadletter: str
     catalog: str
     status: str
+    citizen: str = CITIZEN_NOTIFICATIONS
 
     def all(self) -> tuple[str, ...]:
         return (self.events, self.deliveries, self.alerts, self.deadletter, self.catalog,
-                self.status)
+                self.status, self.citizen)
 
 
 def names(settings: Settings) -> TopicNames:
     p = settings.topic_prefix
     return TopicNames(events=p + DOSSIER_EVENTS, deliveries=p + DELIVERIES, alerts=p + ALERTS,
-                      deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS)
+                      deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS,
+                      citizen=p + CITIZEN_NOTIFICATIONS)
 
 
 def specs(settings: Settings) -> list[TopicSpec]:
@@ -98,6 +106,7 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(n.deadletter, 1, rf, {**common, **_FOREVER}),
         TopicSpec(n.catalog, 1, rf, {**common, **_COMPACTED}),
         TopicSpec(n.status, keyed, rf, {**common, **_COMPACTED}),
+        TopicSpec(n.citizen, keyed, rf, {**common, "retention.ms": str(400 * _DAY_MS)}),
     ]
 
 

@@ -40,6 +40,8 @@ register("report", "lienthong.services.ops.report_cli",
          "export the agency scoreboard and Decision 766 table for a period (CSV or Excel)")
 register("notify", "lienthong.connectors.notify.cli",
          "send alerts to the agency responsible (webhook or e-mail) and a daily digest")
+register("citizen-notify", "lienthong.connectors.citizen.cli",
+         "tell applicants by SMS, Zalo OA or e-mail what happens to their dossiers")
 register("deadletter", "lienthong.connectors.delivery.deadletter_cli",
          "list parked messages or re-send them (deadletter list|resend)")
 register("doubles", "lienthong.connectors.doubles.cli",

@@ -13,7 +13,8 @@ def test_prefix_is_prepended_to_every_topic_name() -> None:
     assert n.events == "run42.dossier.events"
     assert all(name.startswith("run42.") for name in n.all())
     assert topics.names(Settings()).all() == (
-        "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status")
+        "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status",
+        "citizen.notifications")
 
 
 def test_prefix_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
