@@ -54,9 +54,11 @@ from .validation import (
     _whole,
     agency,
     dossier,
+    email,
     identifier,
     instant,
     json_object,
+    phone,
     procedure,
     reason_code,
     text,
@@ -104,10 +106,13 @@ class Codec:
                  specific: Mapping[str, Callable[[Any], str | None]] | None = None,
                  extra_check: Callable[[Mapping[str, Any]], None] | None = None,
                  to_wire: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
-                 from_wire: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+                 from_wire: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 check_schema: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 ) -> None:
         self._options: dict[str, Any] = {
             "flat": flat, "omit_null": omit_null, "specific": specific,
-            "extra_check": extra_check, "to_wire": to_wire, "from_wire": from_wire}
+            "extra_check": extra_check, "to_wire": to_wire, "from_wire": from_wire,
+            "check_schema": check_schema}
         known = registry.versions(kind)
         # An older reader_version models a component deployed before a newer schema: it writes
         # its own version and still reads every version it is told about.
@@ -121,7 +126,10 @@ class Codec:
         self._omit_null = omit_null
         self._known = {v.fingerprint: v for v in known}
         self._reader_parsed = current.parsed
-        self._check = RecordCheck(current.schema, specific or {}, flat=self._flat).function
+        # The canonical form may differ from the wire (``check_schema``): records are checked
+        # in their canonical shape, before ``to_wire``.
+        canonical = current.schema if check_schema is None else check_schema(current.schema)
+        self._check = RecordCheck(canonical, specific or {}, flat=self._flat).function
         self._extra_check = extra_check
         self._to_wire = to_wire
         self._from_wire = from_wire
@@ -234,13 +242,86 @@ def _describe(exc: BaseException) -> str:
 
 # -- the four kinds -----------------------------------------------------------------------
 
+# -- events, and the operator's void of version 3 ---------------------------------------
+#
+# An Avro enum cannot gain a symbol under FULL_TRANSITIVE compatibility (a version 2 reader
+# would have no symbol to read it as), so the canonical type ``event_voided`` has no wire type
+# of its own: a void is the record whose ``voided_event_id`` is set, written as type
+# ``received`` with an empty Received payload and its reason in ``correction_reason``. A reader
+# of versions 1 and 2 sees an invalid second receipt and refuses it; it can never apply it.
+VOIDED = "event_voided"
+_VOID_CARRIER = {"type": "received", "procedure": "", "channel": "desk",
+                 "applicant": {"name": ""}}
+_VOID_FIELDS = ("voided_event_id", "reason")
+
+
+def _void_in_canonical_form(schema: dict[str, Any]) -> dict[str, Any]:
+    """The event schema as canonical JSON sees it: ``event_voided`` is one more type."""
+    names = [f["name"] for f in schema["fields"]]
+    if "voided_event_id" not in names:
+        return schema  # a version before 3: no voids
+    out = dict(schema)
+    fields = []
+    for f in schema["fields"]:
+        if f["name"] in ("voided_event_id", "correction_reason"):
+            continue  # on a void they are its own fields; correction_reason comes back below
+        if f["name"] == "payload":
+            f = {**f, "type": [*f["type"], {
+                "type": "record", "name": "EventVoided", "namespace": "vn.lienthong.event",
+                "fields": [{"name": "voided_event_id", "type": "string"},
+                           {"name": "reason", "type": "string"}]}]}
+        fields.append(f)
+    fields.append(next(f for f in schema["fields"] if f["name"] == "correction_reason"))
+    out["fields"] = fields
+    return out
+
+
+def _event_to_wire(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    if record.get("type") != VOIDED:
+        return record
+    out = {k: v for k, v in record.items() if k not in _VOID_FIELDS}
+    out.update(_VOID_CARRIER, voided_event_id=record["voided_event_id"],
+               correction_reason=record["reason"])
+    return out
+
+
+def _event_from_wire(record: dict[str, Any]) -> dict[str, Any]:
+    voided = record.get("voided_event_id")
+    if voided is None:
+        return record
+    out = {"event_id": record["event_id"], "type": VOIDED, "dossier": record["dossier"],
+           "at": record["at"], "agency": record["agency"], "voided_event_id": voided,
+           "reason": record.get("correction_reason")}
+    for name in ("operator", "correlation_id"):
+        if record.get(name) is not None:
+            out[name] = record[name]
+    return out
+
+
+def _event_rules(record: Mapping[str, Any]) -> None:
+    """What the schema cannot say: who entered a void or a correction, and why."""
+    if record.get("type") == VOIDED:
+        if record.get("operator") is None:
+            raise InvalidRecord("operator", "is required for an event_voided event")
+        if record.get("corrects_event_id") is not None:
+            raise InvalidRecord("corrects_event_id", "is not a field of an event_voided event")
+    elif record.get("corrects_event_id") is not None:
+        for name in ("operator", "correction_reason"):
+            if record.get(name) is None:
+                raise InvalidRecord(name, "is required for an event entered as a correction "
+                                          "(corrects_event_id)")
+
+
 EVENTS = Codec("event", flat={"payload": "type"}, omit_null=True, specific={
     "event_id": uuid, "dossier": dossier, "agency": agency, "at": instant,
     "procedure": procedure, "applicant.name": text(), "applicant.id_number": text(),
+    "applicant.phone": phone, "applicant.email": email, "applicant.zalo_user_id": identifier,
     "appointment_at": instant, "to_agency": agency, "note": text(empty=True), "reason": text(),
     "amount_vnd": _whole(_LONG, 0), "new_due_at": instant, "tracking_number": text(),
-    "correlation_id": identifier,
-})
+    "correlation_id": identifier, "operator": identifier, "corrects_event_id": uuid,
+    "correction_reason": text(), "voided_event_id": uuid,
+}, extra_check=_event_rules, to_wire=_event_to_wire, from_wire=_event_from_wire,
+    check_schema=_void_in_canonical_form)
 
 
 def _delivery_to_wire(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ AVRO_DIR = Path(__file__).resolve().parent / "avro"
 
 #: kind -> schema files, oldest first. The last one is written; all are read.
 VERSIONS: dict[str, tuple[str, ...]] = {
-    "event": ("v1/dossier_event.avsc", "v2/dossier_event.avsc"),
+    "event": ("v1/dossier_event.avsc", "v2/dossier_event.avsc", "v3/dossier_event.avsc"),
     "delivery": ("v1/delivery.avsc",),
     "alert": ("v1/alert.avsc",),
     "deadletter": ("v1/deadletter.avsc",),

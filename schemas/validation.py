@@ -17,6 +17,8 @@ from typing import Any
 from lienthong.services.domain.identifiers import (
     agency_code_problem,
     dossier_code_problem,
+    email_problem,
+    phone_problem,
     procedure_code_problem,
 )
 
@@ -76,6 +78,14 @@ def _cached(problem_of: Callable[[object], str | None]) -> Check:
 agency = _cached(agency_code_problem)
 dossier = _cached(dossier_code_problem)
 procedure = _cached(procedure_code_problem)
+
+
+def phone(value: Any) -> Problem:
+    return phone_problem(value)
+
+
+def email(value: Any) -> Problem:
+    return email_problem(value)
 
 
 def instant(value: Any) -> Problem:

@@ -105,7 +105,7 @@ from .deadlines import (
     instant_from_json,
     instant_to_json,
 )
-from .events import Event, event_to_json
+from .events import VOIDED, Event, event_to_json
 from .routing import (
     END_STATUS,
     PORTAL,
@@ -350,6 +350,11 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
         return SKIPPED
     if event.dossier != state.code:
         raise ValueError(f"event for {event.dossier} applied to dossier {state.code}")
+    if event.type == VOIDED:
+        # A void changes the past: the dossier is replayed without the voided event
+        # (``corrections.apply_void``), never applied as one more event.
+        return Rejected("invalid_void", "an event_voided is applied by replaying the dossier's "
+                        "events, not on its current state")
     if event.type == "received":
         return Rejected("duplicate_dossier", f"dossier {state.code} was already received at "
                         f"{state.received_at.isoformat()}")

@@ -19,7 +19,14 @@ result_ready             decision (approved/refused)
 returned                 channel (desk/postal)
 withdrawn / stopped      reason
 postal_update            tracking_number, leg (dossier_in/result_out), status
+event_voided             voided_event_id, reason, operator (hủy sự kiện; an operator
+                         voids a wrong event, which stays in the log)
 =======================  ==========================================================
+
+Any event may also carry ``operator`` (the hub operator who entered it) and, when entered as a
+correction of an earlier event, ``corrects_event_id`` with ``correction_reason`` (contract
+version 3); ``event_voided`` requires ``operator``, a correction requires both others too. The
+applicant may carry ``phone``, ``email`` and ``zalo_user_id`` for notifications.
 
 A field of another type is accepted only when it is null (a flat Avro record decoded to a dict
 carries every optional field); an unknown field is refused, so a misspelt optional field is
@@ -36,12 +43,18 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Literal
 
-from .identifiers import agency_code_problem, dossier_code_problem, procedure_code_problem
+from .identifiers import (
+    agency_code_problem,
+    dossier_code_problem,
+    email_problem,
+    phone_problem,
+    procedure_code_problem,
+)
 
 EventType = Literal[
     "received", "handoff", "supplement_requested", "supplement_received",
     "obligation_requested", "obligation_paid", "apology_issued", "result_ready",
-    "returned", "withdrawn", "stopped", "postal_update",
+    "returned", "withdrawn", "stopped", "postal_update", "event_voided",
 ]
 
 RECEIVED_CHANNELS = ("desk", "online", "postal")
@@ -54,6 +67,9 @@ COMMON_FIELDS = ("event_id", "type", "dossier", "at", "agency")
 # Fields of the contract any event may carry that the engine does not use (Avro event schema
 # v2 adds ``correlation_id``); accepted so a newer producer's events are not refused.
 CARRIED_FIELDS = ("correlation_id",)
+# Who entered an event on the hub and what it corrects (contract version 3); any type.
+CORRECTION_FIELDS = ("operator", "corrects_event_id", "correction_reason")
+VOIDED = "event_voided"
 
 # Extra fields per type: (name, required).
 TYPE_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
@@ -70,16 +86,18 @@ TYPE_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
     "withdrawn": (("reason", True),),
     "stopped": (("reason", True),),
     "postal_update": (("tracking_number", True), ("leg", True), ("status", True)),
+    "event_voided": (("voided_event_id", True), ("reason", True)),
 }
 EVENT_TYPES: tuple[str, ...] = tuple(TYPE_FIELDS)
 
 _ALL_FIELDS = frozenset(COMMON_FIELDS).union(
     name for fields in TYPE_FIELDS.values() for name, _ in fields)
-_ALLOWED = {t: frozenset(COMMON_FIELDS + CARRIED_FIELDS).union(n for n, _ in f)
-            for t, f in TYPE_FIELDS.items()}
+_ALLOWED = {t: frozenset(COMMON_FIELDS + CARRIED_FIELDS + CORRECTION_FIELDS).union(
+    n for n, _ in f) for t, f in TYPE_FIELDS.items()}
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MAX_TEXT = 2000  # longest free text (reason, note, names) the hub accepts
+MAX_ID = 200  # longest operator login, Zalo user id
 
 
 class InvalidEvent(ValueError):
@@ -97,11 +115,20 @@ class Applicant:
 
     name: str
     id_number: str | None = None
+    phone: str | None = None  # contact for notifications (contract version 3)
+    email: str | None = None
+    zalo_user_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
         if self.id_number is not None:
             out["id_number"] = self.id_number
+        if self.phone is not None:
+            out["phone"] = self.phone
+        if self.email is not None:
+            out["email"] = self.email
+        if self.zalo_user_id is not None:
+            out["zalo_user_id"] = self.zalo_user_id
         return out
 
 
@@ -127,6 +154,10 @@ class Event:
     tracking_number: str | None = None
     leg: str | None = None
     status: str | None = None
+    voided_event_id: str | None = None
+    operator: str | None = None
+    corrects_event_id: str | None = None
+    correction_reason: str | None = None
 
 
 class _Draft:
@@ -144,18 +175,22 @@ class _Draft:
         "appointment_at",
         "at",
         "channel",
+        "correction_reason",
+        "corrects_event_id",
         "decision",
         "dossier",
         "event_id",
         "leg",
         "new_due_at",
         "note",
+        "operator",
         "procedure",
         "reason",
         "status",
         "to_agency",
         "tracking_number",
         "type",
+        "voided_event_id",
     )
 
     def __init__(self, event_id: str, etype: str, dossier: str, at: datetime,
@@ -168,6 +203,8 @@ class _Draft:
         self.procedure = self.channel = self.applicant = self.appointment_at = None
         self.to_agency = self.note = self.reason = self.amount_vnd = self.new_due_at = None
         self.decision = self.tracking_number = self.leg = self.status = None
+        self.voided_event_id = self.operator = None
+        self.corrects_event_id = self.correction_reason = None
 
     def done(self) -> Event:
         self.__class__ = Event  # type: ignore[assignment]
@@ -240,7 +277,7 @@ def _amount(data: Mapping[str, Any], name: str) -> int:
     return value
 
 
-_APPLICANT_FIELDS = frozenset({"name", "id_number"})
+_APPLICANT_FIELDS = frozenset({"name", "id_number", "phone", "email", "zalo_user_id"})
 
 
 def _applicant(data: Mapping[str, Any], name: str) -> Applicant:
@@ -256,7 +293,19 @@ def _applicant(data: Mapping[str, Any], name: str) -> Applicant:
     id_number = value.get("id_number")
     if id_number is not None:
         id_number = _text(value, "id_number")
-    return Applicant(person, id_number)
+    n = len(value)
+    if n == 1 or (n == 2 and "id_number" in value):
+        return Applicant(person, id_number)
+    contact: dict[str, str | None] = {}
+    for field, problem_of in (("phone", phone_problem), ("email", email_problem),
+                              ("zalo_user_id", _identifier_problem)):
+        item = value.get(field)
+        if item is not None:
+            problem = problem_of(item)
+            if problem:
+                raise InvalidEvent(f"{name}.{field}", problem)
+        contact[field] = item
+    return Applicant(person, id_number, **contact)
 
 
 def parse_event(data: Mapping[str, Any], tz: tzinfo | None = None) -> Event:
@@ -313,7 +362,48 @@ def parse_event(data: Mapping[str, Any], tz: tzinfo | None = None) -> Event:
                 raise InvalidEvent(name, f"is required for a {etype} event")
             continue
         setattr(draft, name, parse(data, name, etype))
+    if etype == VOIDED or get("operator") is not None or get("corrects_event_id") is not None:
+        _correction(data, draft, etype)
     return draft.done()
+
+
+def _identifier_problem(value: object) -> str | None:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID:
+        return f"must be a non-empty string of at most {MAX_ID} characters"
+    return None
+
+
+def _event_id(data: Mapping[str, Any], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str) or not _UUID.match(value):
+        raise InvalidEvent(name, "must be a UUID like 5b1e7c1e-0d4e-4c9a-9d3e-2f1a0b9c8d7e")
+    return value.lower()
+
+
+def _correction(data: Mapping[str, Any], draft: _Draft, etype: str) -> None:
+    """Operator, and what a correction corrects (contract version 3)."""
+    if data.get("operator") is not None:
+        problem = _identifier_problem(data["operator"])
+        if problem:
+            raise InvalidEvent("operator", problem)
+        draft.operator = data["operator"]
+    if etype == VOIDED:
+        if draft.operator is None:
+            raise InvalidEvent("operator", "is required for an event_voided event")
+        if data.get("corrects_event_id") is not None:
+            raise InvalidEvent("corrects_event_id", "is not a field of an event_voided event")
+        draft.voided_event_id = _event_id(data, "voided_event_id")
+        return
+    if data.get("corrects_event_id") is None:
+        return
+    if draft.operator is None:
+        raise InvalidEvent("operator", "is required for an event entered as a correction "
+                           "(corrects_event_id)")
+    if data.get("correction_reason") is None:
+        raise InvalidEvent("correction_reason", "is required for an event entered as a "
+                           "correction (corrects_event_id)")
+    draft.corrects_event_id = _event_id(data, "corrects_event_id")
+    draft.correction_reason = _text(data, "correction_reason")
 
 
 def _procedure(data: Mapping[str, Any], name: str, _t: str) -> str:
@@ -340,6 +430,7 @@ _FIELD_PARSERS: dict[str, _FieldParser] = {
     "tracking_number": lambda d, n, _t: _text(d, n),
     "leg": lambda d, n, _t: _choice(d, n, POSTAL_LEGS),
     "status": lambda d, n, _t: _choice(d, n, POSTAL_STATUSES),
+    "voided_event_id": lambda d, n, _t: _event_id(d, n),
 }
 
 # Per type: the fields it may carry, and its own fields with whether required and their parser.
@@ -364,4 +455,8 @@ def event_to_json(event: Event) -> dict[str, Any]:
         elif isinstance(value, Applicant):
             value = value.to_json()
         out[name] = value
+    for name in CORRECTION_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = value
     return out

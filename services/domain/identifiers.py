@@ -4,7 +4,8 @@
   e.g. ``000.00.15.H99`` or ``G09.20``; special systems such as ``VNPOST`` and ``DVCQG`` too;
 - dossier code (mã hồ sơ): ``{receiving agency}-{yymmdd}-{4 digits}`` (Circular 01/2018) or
   ``{receiving agency}-{yyyymmdd}-{7 digits}`` (the national portal's current form);
-- procedure code (mã TTHC): e.g. ``1.001193`` or ``2.000986``.
+- procedure code (mã TTHC): e.g. ``1.001193`` or ``2.000986``;
+- an applicant's telephone number and e-mail address (for notifications, contract version 3).
 """
 
 from __future__ import annotations
@@ -55,4 +56,27 @@ def procedure_code_problem(value: object) -> str | None:
         return "must be a string"
     if not PROCEDURE_CODE.match(value):
         return f"procedure code {value!r} must look like 1.001193"
+    return None
+
+
+PHONE = re.compile(r"^\+?[0-9][0-9 .-]{5,18}[0-9]$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+def phone_problem(value: object) -> str | None:
+    """Why ``value`` is not a telephone number (số điện thoại), or None if it is one."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not PHONE.match(value):
+        return (f"telephone number {value[:40]!r} must hold digits (spaces, dots, dashes and "
+                "a leading + allowed), e.g. 0912345678 or +84912345678")
+    return None
+
+
+def email_problem(value: object) -> str | None:
+    """Why ``value`` is not an e-mail address, or None if it is one."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if len(value) > 254 or not EMAIL.match(value):
+        return f"e-mail address {value[:40]!r} must look like name@example.vn"
     return None

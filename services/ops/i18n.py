@@ -206,6 +206,8 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     "apology_issued": ("Xin lỗi và hẹn lại", "Apology issued"),
     "result_ready": ("Có kết quả", "Result ready"), "returned": ("Trả kết quả", "Returned"),
     "withdrawn": ("Rút hồ sơ", "Withdrawn"), "stopped": ("Dừng xử lý", "Stopped"),
+    "postal_update": ("Cập nhật bưu chính", "Postal update"),
+    "event_voided": ("Hủy sự kiện", "Event voided"),
 }
 
 PORTAL_STATUS: dict[int, tuple[str, str]] = {

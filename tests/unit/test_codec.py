@@ -112,14 +112,16 @@ def test_junk_after_the_record_is_a_corrupt_record() -> None:
 
 def test_invalid_utf8_is_a_corrupt_record() -> None:
     data = bytearray(codec.encode_event(EVENTS[4]))
-    data[-3] = 0xFF  # inside the reason text
+    data[data.index("Thiếu".encode()) + 1] = 0xFF  # inside the reason text
     with pytest.raises(CorruptRecord, match="UTF-8"):
         codec.decode_event(bytes(data))
 
 
 def test_a_payload_that_does_not_match_the_type_is_a_corrupt_record() -> None:
-    data = bytearray(codec.encode_event(EVENTS[5]))  # ... payload index 3, correlation_id null
-    data[-2] = 0  # payload index 0 (Received) under type supplement_received
+    # ... payload index 3, then five null optional fields (correlation_id and version 3's four)
+    data = bytearray(codec.encode_event(EVENTS[5]))
+    assert data[-6:] == b"\x06\x00\x00\x00\x00\x00"
+    data[-6] = 0  # payload index 0 (Received) under type supplement_received
     with pytest.raises(CorruptRecord, match="does not match"):
         codec.decode_event(bytes(data))
 
@@ -136,7 +138,11 @@ def test_a_payload_that_does_not_match_the_type_is_a_corrupt_record() -> None:
     ({"procedure": "1001193"}, "procedure", "1.001193"),
     ({"channel": "fax"}, "channel", "not one of desk, online, postal"),
     ({"applicant": {"name": " "}}, "applicant.name", "empty"),
-    ({"applicant": {"name": "A", "phone": "0912"}}, "applicant.phone", "not a field"),
+    ({"applicant": {"name": "A", "fax": "0912"}}, "applicant.fax", "not a field"),
+    ({"applicant": {"name": "A", "phone": "0912"}}, "applicant.phone", "telephone number"),
+    ({"applicant": {"name": "A", "email": "a.vn"}}, "applicant.email", "name@example.vn"),
+    ({"operator": ""}, "operator", "non-empty"),
+    ({"corrects_event_id": EID.replace("5b", "6c")}, "operator", "correction"),
     ({"applicant": "Nguyễn Văn A"}, "applicant", "object"),
     ({"appointment_at": "2026-06-16"}, "appointment_at", "offset"),
     ({"to_agency": "G09.20"}, "to_agency", "not a field of a received event"),
@@ -176,9 +182,69 @@ def test_decode_can_check_records_from_foreign_producers() -> None:
 
 # -- schema versions ----------------------------------------------------------------------
 
-def test_version_1_bytes_decode_with_the_version_2_reader() -> None:
+VOID = {**BASE, "event_id": EID.replace("5b1e", "7a2f"), "type": "event_voided",
+        "voided_event_id": EID, "reason": "Nhập trùng hai lần", "operator": "lan.nguyen"}
+CORRECTION = {**EVENTS[2], "event_id": EID.replace("5b1e", "8c3d"), "corrects_event_id": EID,
+              "correction_reason": "Chuyển nhầm cơ quan", "operator": "lan.nguyen"}
+CONTACT = {**EVENTS[0], "applicant": {"name": "Nguyễn Văn A", "phone": "+84 912 345 678",
+                                      "email": "a.nguyen@example.vn", "zalo_user_id": "z-991"}}
+
+
+@pytest.mark.parametrize("event", [VOID, CORRECTION, CONTACT], ids=["void", "correction",
+                                                                     "contact"])
+def test_version_3_events_round_trip_and_match_fastavro(event: dict[str, Any]) -> None:
+    data = codec.encode_event(event)
+    assert data[2:10] == registry.versions("event")[2].fingerprint
+    assert codec.decode_event(data, validate=True) == event
+    v = registry.latest("event")
+    value = schemaless_reader(BytesIO(data[10:]), v.parsed, v.parsed)
+    buf = BytesIO()
+    schemaless_writer(buf, v.parsed, value)
+    assert buf.getvalue() == data[10:]
+
+
+def test_a_void_travels_as_a_received_that_an_older_reader_refuses() -> None:
+    # An Avro enum cannot grow under FULL_TRANSITIVE compatibility: the void is the record
+    # with voided_event_id set, a received with an empty payload on the wire.
+    data = codec.encode_event(VOID)
+    v = registry.latest("event")
+    raw = schemaless_reader(BytesIO(data[10:]), v.parsed, v.parsed)
+    assert raw["type"] == "received" and raw["voided_event_id"] == EID
+    assert raw["correction_reason"] == "Nhập trùng hai lần"
+    for version in (1, 2):
+        older = codec.codec_for("event", reader_version=version)
+        seen = older.decode(data)
+        assert seen["type"] == "received" and "voided_event_id" not in seen
+        with pytest.raises(InvalidRecord, match="procedure"):
+            older.validate(seen)
+
+
+def test_a_void_needs_its_operator_and_cannot_be_a_correction() -> None:
+    with pytest.raises(InvalidRecord, match="operator") as err:
+        codec.encode_event({k: v for k, v in VOID.items() if k != "operator"})
+    assert err.value.field == "operator"
+    with pytest.raises(InvalidRecord) as err:
+        codec.encode_event({**VOID, "corrects_event_id": EID})
+    assert err.value.field == "corrects_event_id"
+    with pytest.raises(InvalidRecord) as err:
+        codec.encode_event({k: v for k, v in VOID.items() if k != "reason"})
+    assert err.value.field == "reason"
+    with pytest.raises(InvalidRecord) as err:  # a void's fields on another type
+        codec.encode_event({**EVENTS[2], "voided_event_id": EID})
+    assert err.value.field == "voided_event_id"
+
+
+def test_version_3_bytes_decode_with_a_version_2_reader_without_the_new_fields() -> None:
+    v2 = codec.codec_for("event", reader_version=2)
+    assert v2.decode(codec.encode_event(CONTACT)) == EVENTS[0] | {
+        "applicant": {"name": "Nguyễn Văn A"}}
+    older = {k: v for k, v in CORRECTION.items()
+             if k not in ("corrects_event_id", "correction_reason", "operator")}
+    assert v2.decode(codec.encode_event(CORRECTION)) == older
+
+def test_version_1_bytes_decode_with_the_latest_reader() -> None:
     v1 = codec.codec_for("event", reader_version=1)
-    assert v1.version == 1 and codec.EVENTS.version == 2
+    assert v1.version == 1 and codec.EVENTS.version == len(registry.VERSIONS["event"])
     for event in EVENTS:
         data = v1.encode(event)
         assert data[2:10] == registry.versions("event")[0].fingerprint
@@ -197,7 +263,7 @@ def test_version_2_bytes_decode_with_a_version_1_reader() -> None:
 
 def test_identify_names_the_writer_version() -> None:
     found = codec.identify(codec.encode_event(EVENTS[0]))
-    assert found is not None and (found.kind, found.version) == ("event", 2)
+    assert found is not None and (found.kind, found.version) == ("event", 3)
     assert codec.identify(b"{}") is None
 
 
@@ -312,7 +378,8 @@ def test_random_bytes_never_escape_as_anything_but_codec_errors(junk: bytes) -> 
 
 
 def test_a_string_cut_short_at_the_very_end_is_truncated_not_shortened() -> None:
-    data = codec.encode_event({**EVENTS[5], "correlation_id": "req-4242"})
+    data = codec.encode_event(VOID)  # voided_event_id is the last field
+    assert data.endswith(VOID["voided_event_id"].encode())
     with pytest.raises(CorruptRecord, match="truncated"):
         codec.decode_event(data[:-2])
 

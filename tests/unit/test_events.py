@@ -149,3 +149,52 @@ def test_a_v2_event_with_a_correlation_id_is_accepted() -> None:
            "correlation_id": "vendor-7f3a"}
     event = parse(codec.EVENTS.decode(codec.EVENTS.encode(raw)))
     assert event.to_agency == "000.02.10.H99"
+
+
+# -- contract version 3: contacts, operator, corrections, voids ---------------------------
+
+V3_BASE = {"dossier": "000.00.15.H99-20261125-0000007", "at": "2026-11-25T10:00:00+07:00",
+           "agency": "000.00.15.H99"}
+WRONG = "5b1e7c1e-0d4e-4c9a-9d3e-2f1a0b9c8d7e"
+
+
+def test_a_void_names_the_voided_event_its_reason_and_the_operator() -> None:
+    from lienthong.schemas import codec
+
+    raw = {**V3_BASE, "event_id": "6c2f8d2f-1e5f-4dab-8e4f-3a2b1cad9e8f", "type": "event_voided",
+           "voided_event_id": WRONG.upper(), "reason": "Nhập trùng", "operator": "lan.nguyen"}
+    event = parse_event(codec.EVENTS.decode(codec.EVENTS.encode(raw)))
+    assert (event.type, event.voided_event_id, event.reason, event.operator) == (
+        "event_voided", WRONG, "Nhập trùng", "lan.nguyen")
+    assert event_to_json(event)["voided_event_id"] == WRONG
+    with pytest.raises(InvalidEvent) as err:
+        parse_event({k: v for k, v in raw.items() if k != "operator"})
+    assert err.value.field == "operator"
+    with pytest.raises(InvalidEvent) as err:
+        parse_event({**raw, "voided_event_id": "e-1"})
+    assert err.value.field == "voided_event_id"
+
+
+def test_a_correcting_event_needs_an_operator_and_a_reason() -> None:
+    raw = {**V3_BASE, "event_id": "6c2f8d2f-1e5f-4dab-8e4f-3a2b1cad9e8f", "type": "handoff",
+           "to_agency": "000.02.10.H99", "corrects_event_id": WRONG, "operator": "lan.nguyen",
+           "correction_reason": "Chuyển nhầm cơ quan"}
+    event = parse_event(raw)
+    assert (event.corrects_event_id, event.operator) == (WRONG, "lan.nguyen")
+    assert event_to_json(event)["correction_reason"] == "Chuyển nhầm cơ quan"
+    for missing in ("operator", "correction_reason"):
+        with pytest.raises(InvalidEvent) as err:
+            parse_event({k: v for k, v in raw.items() if k != missing})
+        assert err.value.field == missing
+
+
+def test_an_applicant_may_carry_contacts_for_notifications() -> None:
+    raw = {**V3_BASE, "event_id": WRONG, "type": "received", "procedure": "1.001193",
+           "channel": "desk", "applicant": {"name": "Nguyễn Văn A", "phone": "0912 345 678",
+                                            "email": "a@example.vn", "zalo_user_id": "z1"}}
+    event = parse_event(raw)
+    assert event.applicant is not None and event.applicant.phone == "0912 345 678"
+    assert event_to_json(event)["applicant"] == raw["applicant"]
+    with pytest.raises(InvalidEvent) as err:
+        parse_event({**raw, "applicant": {"name": "A", "email": "not-an-address"}})
+    assert err.value.field == "applicant.email"
