@@ -223,6 +223,7 @@ class CitizenNotifier:
         messages: list[tuple[Message, float | None]] = []
         skipped: list[Skip] = []
         positions: dict[int, int] = {}
+        voids: list[tuple[str, str]] = []
         for tp, records in batches.items():
             for rec in records:
                 positions[tp.partition] = rec.offset + 1
@@ -236,6 +237,9 @@ class CitizenNotifier:
                     continue
                 dossier = event.get("dossier")
                 if not isinstance(dossier, str):
+                    continue
+                if event.get("type") == "event_voided":
+                    voids.append((dossier, str(event.get("voided_event_id"))))
                     continue
                 known = self._known(dossier)
                 appointment = None
@@ -254,7 +258,8 @@ class CitizenNotifier:
                 ts = rec.timestamp / 1000 if rec.timestamp is not None else None
                 messages += [(m, ts) for m in p.messages]
                 skipped += p.skipped
-        added = self.store.apply(self.topics.events, positions, facts, messages, skipped, now)
+        added = self.store.apply(self.topics.events, positions, facts, messages, skipped, now,
+                                 voids)
         for m in added:
             self.metrics.planned.labels(m.channel, m.kind).inc()
         for s in skipped:

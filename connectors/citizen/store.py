@@ -161,7 +161,7 @@ class NoticeStore:
 
     def apply(self, topic: str, positions: Mapping[int, int], facts: Iterable[DossierFacts],
               messages: Iterable[tuple[Message, float | None]], skipped: Iterable[Skip],
-              now: datetime) -> list[Message]:
+              now: datetime, voids: Iterable[tuple[str, str]] = ()) -> list[Message]:
         """One batch, atomically: facts, messages (with the event's Kafka timestamp), skips,
         their reports, and each partition's next offset. Returns the messages newly planned
         (not those planned before, when a batch is read again)."""
@@ -199,6 +199,8 @@ class NoticeStore:
                 if cur.rowcount:
                     self._report(db, s.dossier, s.message_id, s.event_id, s.kind, s.channel,
                                  "skipped", now_ts, s.reason, None)
+            for dossier, event_id in voids:     # after the messages: a void may follow its
+                self._void(db, dossier, event_id, now_ts)   # event in the same batch
             for partition, offset in positions.items():
                 db.execute("INSERT INTO progress VALUES (?, ?, ?) ON CONFLICT (topic, partition)"
                            " DO UPDATE SET next_offset = excluded.next_offset",
@@ -313,6 +315,18 @@ class NoticeStore:
                 self._report(db, dossier, mid, event_id, kind, channel, "skipped", ts,
                              "opted_out", None)
             return bool(cur.rowcount)
+
+    def _void(self, db: sqlite3.Connection, dossier: str, event_id: str, ts: float) -> None:
+        """An operator voided an event (``event_voided``): its messages not sent yet are
+        skipped; those already sent stay on record."""
+        rows = list(db.execute("SELECT message_id, kind, channel FROM messages WHERE"
+                               " dossier = ? AND event_id = ? AND status = 'queued'",
+                               (dossier, event_id)))
+        for mid, kind, channel in rows:
+            db.execute("UPDATE messages SET status = 'skipped', detail = 'voided',"
+                       " finished_at = ? WHERE message_id = ?", (ts, mid))
+            self._report(db, dossier, mid, event_id, kind, channel, "skipped", ts,
+                         "voided", None)
 
     def opt_in(self, channel: str, address: str) -> bool:
         with self._tx() as db:
