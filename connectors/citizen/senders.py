@@ -44,6 +44,7 @@ class SendResult:
     provider_id: str | None = None
     retry_after: float | None = None
     detail: str = ""
+    throttled: bool = False         # over the provider's rate: not a failure of this message
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class SmsSender:
         outcome = classify_http(r.status_code)
         if outcome != "accepted":
             return SendResult(outcome, retry_after=retry_after_seconds(r, 300.0),
-                              detail=f"HTTP {r.status_code} {r.text[:120]}")
+                              detail=f"HTTP {r.status_code} {r.text[:120]}",
+                              throttled=r.status_code == 429)
         try:
             provider_id = str(r.json()["id"])
         except (ValueError, KeyError, TypeError):
@@ -141,7 +143,7 @@ class ZaloSender:
         outcome = classify_http(r.status_code)
         if outcome != "accepted":
             return SendResult(outcome, retry_after=retry_after_seconds(r, 300.0),
-                              detail=f"HTTP {r.status_code}")
+                              detail=f"HTTP {r.status_code}", throttled=r.status_code == 429)
         try:
             answer = r.json()
             error = int(answer.get("error", 0))
@@ -151,7 +153,8 @@ class ZaloSender:
             return SendResult("accepted", str(answer["data"]["message_id"]))
         detail = f"zalo error {error}: {answer.get('message', '')}"[:200]
         if error in ZALO_RETRY_ERRORS:
-            return SendResult("retry", retry_after=1.0 if error == -32 else None, detail=detail)
+            return SendResult("retry", retry_after=1.0 if error == -32 else None, detail=detail,
+                              throttled=error == -32)
         return SendResult("rejected", detail=detail)
 
     async def status(self, provider_id: str) -> DeliveryStatus:

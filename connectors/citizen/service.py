@@ -142,6 +142,7 @@ class CitizenNotifier:
         self.ready = asyncio.Event()              # partitions assigned, stored offsets sought
         self._facts: dict[str, DossierFacts | None] = {}
         self._in_flight: set[str] = set()
+        self._throttled: dict[str, float] = {}      # channel -> monotonic end of its pause
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
 
@@ -166,6 +167,9 @@ class CitizenNotifier:
                     t.result()      # a task that stopped by itself: its error stops the service
         finally:
             stop.set()
+            # A graceful stop lets messages in flight finish (their provider's answer is
+            # stored), then cancels what is still waiting.
+            await asyncio.wait(tasks, timeout=10.0)
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -281,6 +285,8 @@ class CitizenNotifier:
             while not stop.is_set():
                 now = self.clock.now()
                 due = await asyncio.to_thread(self.store.due, now, 200, set(self._in_flight))
+                paused = {c for c, until in self._throttled.items() if until > time.monotonic()}
+                due = [m for m in due if m.channel not in paused]
                 for m in due:
                     self._in_flight.add(m.message_id)
                     task = asyncio.create_task(self._send_one(m, limits[m.channel]))
@@ -292,6 +298,8 @@ class CitizenNotifier:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.05 if due else 0.25)
         finally:
+            if running:
+                await asyncio.wait(running, timeout=8.0)
             for task in list(running):
                 task.cancel()
 
@@ -312,6 +320,14 @@ class CitizenNotifier:
                              mask(m.channel, m.address))
                     if m.channel == "email":      # SMTP has no delivery report to wait for
                         await asyncio.to_thread(self.store.finish_unreported, "email", now)
+                    return
+                if result.throttled:
+                    # Over the provider's rate: the whole channel waits, the message keeps
+                    # its attempts.
+                    wait = min(60.0, result.retry_after or 1.0)
+                    self._throttled[m.channel] = time.monotonic() + wait
+                    await asyncio.to_thread(self.store.retry, m, now + timedelta(seconds=wait),
+                                            result.detail, counted=False)
                     return
                 next_try = None if result.outcome == "rejected" else self.retry.next_try(
                     m.attempts + 1, now, result.retry_after)

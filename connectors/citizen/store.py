@@ -247,11 +247,14 @@ class NoticeStore:
                              "sent", ts, f"provider id {provider_id}" if provider_id else "",
                              mask(m.channel, m.address))
 
-    def retry(self, m: StoredMessage, next_try: datetime, detail: str) -> None:
+    def retry(self, m: StoredMessage, next_try: datetime, detail: str, *,
+              counted: bool = True) -> None:
+        """Try again at ``next_try``; an attempt refused only for the provider's rate is not
+        ``counted`` against the message's attempts."""
         with self._tx() as db:
-            db.execute("UPDATE messages SET attempts = attempts + 1, next_try = ?, detail = ?"
+            db.execute("UPDATE messages SET attempts = attempts + ?, next_try = ?, detail = ?"
                        " WHERE message_id = ? AND status = 'queued'",
-                       (_ts(next_try), detail, m.message_id))
+                       (int(counted), _ts(next_try), detail, m.message_id))
 
     def fail(self, m: StoredMessage, detail: str, now: datetime) -> None:
         """Given up (refused by the provider, or out of attempts)."""
