@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -187,8 +188,11 @@ class EmailSender:
 
     channel = "email"
 
-    def __init__(self, smtp: SmtpSettings, *, reply_to: str | None = None) -> None:
+    def __init__(self, smtp: SmtpSettings, *, reply_to: str | None = None,
+                 connections: int = 4) -> None:
         self.smtp, self.reply_to = smtp, reply_to
+        # Its own threads: a slow relay never takes the threads the store's calls use.
+        self._pool = ThreadPoolExecutor(connections, thread_name_prefix="citizen-smtp")
 
     def message(self, m: Outgoing) -> EmailMessage:
         msg = EmailMessage()
@@ -213,7 +217,8 @@ class EmailSender:
 
     async def send(self, message: Outgoing) -> SendResult:
         try:
-            await asyncio.to_thread(self._send, self.message(message))
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._send,
+                                                             self.message(message))
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             permanent = all(code >= 500 for code in codes)
@@ -226,4 +231,4 @@ class EmailSender:
         return SendResult("accepted", message.message_id)
 
     async def close(self) -> None:
-        return None
+        self._pool.shutdown(wait=False, cancel_futures=True)

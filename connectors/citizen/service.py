@@ -281,6 +281,7 @@ class CitizenNotifier:
     async def _send_loop(self, stop: asyncio.Event) -> None:
         limits = {c: asyncio.Semaphore(self.concurrency) for c in self.senders}
         running: set[asyncio.Task[None]] = set()
+        counted = 0.0
         try:
             while not stop.is_set():
                 now = self.clock.now()
@@ -292,8 +293,11 @@ class CitizenNotifier:
                     task = asyncio.create_task(self._send_one(m, limits[m.channel]))
                     running.add(task)
                     task.add_done_callback(running.discard)
-                counts = self.store.counts()
-                self.metrics.queued.set(sum(n for (_, s), n in counts.items() if s == "queued"))
+                if time.monotonic() - counted > 5.0:
+                    counted = time.monotonic()
+                    counts = await asyncio.to_thread(self.store.counts)
+                    self.metrics.queued.set(sum(n for (_, s), n in counts.items()
+                                                if s == "queued"))
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.05 if due else 0.25)

@@ -75,6 +75,7 @@ class _Provider:
     answered: dict[int, int] = field(default_factory=dict)      # HTTP status -> count
     _window: deque[float] = field(default_factory=deque)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _client: httpx.AsyncClient | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def over_rate(self) -> bool:
@@ -121,6 +122,13 @@ class _Provider:
                 await asyncio.wait_for(self.arrived.wait(), left)
         return list(self.taken.values())
 
+    def client(self) -> httpx.AsyncClient:
+        """One client for every webhook this double calls (a client per call costs a TLS
+        context each time)."""
+        if self._client is None:
+            self._client = _client()
+        return self._client
+
     def later(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -132,6 +140,9 @@ class _Provider:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
 def _client() -> httpx.AsyncClient:
@@ -192,12 +203,11 @@ class SmsDouble(_Provider):
         t.status = "FAILED" if t.to in self.undeliverable else "DELIVERED"
         report = {"id": t.provider_id, "ref": t.key, "to": t.to, "status": t.status,
                   "at": datetime.now(UTC).isoformat()}
-        async with _client() as client:
-            try:
-                await client.post(str(t.callback_url), json=report)
-                self.reports_sent.append(report)
-            except httpx.HTTPError as exc:
-                log.warning("sms double: delivery report to %s failed: %s", t.callback_url, exc)
+        try:
+            await self.client().post(str(t.callback_url), json=report)
+            self.reports_sent.append(report)
+        except httpx.HTTPError as exc:
+            log.warning("sms double: delivery report to %s failed: %s", t.callback_url, exc)
 
     async def _messages(self, request: web.Request) -> web.Response:
         return web.json_response(self.listing())
