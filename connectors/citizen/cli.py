@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"LIENTHONG_CITIZEN_QUIET_HOURS, default {s.citizen_quiet_hours})")
     parser.add_argument("--max-age-hours", type=float, default=48.0,
                         help="do not tell of events older than this when read (default 48)")
+    parser.add_argument("--keep-days", type=float, default=30.0,
+                        help="erase addresses and texts of messages finished this long ago "
+                             "(Decree 13/2023; default 30)")
     parser.add_argument("--smtp-host", default=None, help="SMTP relay; without it no e-mail")
     parser.add_argument("--smtp-port", type=int, default=25, help="SMTP port (default 25)")
     parser.add_argument("--smtp-from", default="thongbao@localhost",
@@ -163,7 +166,8 @@ async def _run(args: argparse.Namespace) -> int:
         args.bootstrap, catalogue, NoticeStore(args.store), senders,
         Topics(names.events, names.citizen),
         policy=Policy(quiet_hours=quiet, max_age=timedelta(hours=args.max_age_hours)),
-        clock=clock_from_spec(s.clock), callback_token=s.citizen_callback_token)
+        clock=clock_from_spec(s.clock), callback_token=s.citizen_callback_token,
+        keep=timedelta(days=args.keep_days))
     stop = asyncio.Event()
     task = asyncio.create_task(notifier.run(stop))
     task.add_done_callback(lambda _: stop.set())

@@ -123,7 +123,8 @@ class CitizenNotifier:
                  policy: Policy | None = None, retry: RetryRule | None = None,
                  clock: Clock | None = None, metrics: CitizenMetrics | None = None,
                  concurrency: int = 8, callback_token: str | None = None,
-                 zalo_poll_after: timedelta = timedelta(seconds=2)) -> None:
+                 zalo_poll_after: timedelta = timedelta(seconds=2),
+                 keep: timedelta = timedelta(days=30)) -> None:
         self.bootstrap = bootstrap
         self.catalogue = catalogue
         self.store = store
@@ -138,6 +139,7 @@ class CitizenNotifier:
         self.concurrency = concurrency
         self.callback_token = callback_token
         self.zalo_poll_after = zalo_poll_after
+        self.keep = keep
         self.wording = wording_for(catalogue)
         self.ready = asyncio.Event()              # partitions assigned, stored offsets sought
         self._facts: dict[str, DossierFacts | None] = {}
@@ -370,9 +372,17 @@ class CitizenNotifier:
     # -- the timeline ------------------------------------------------------------------------------
 
     async def _report_loop(self, stop: asyncio.Event) -> None:
+        purged = 0.0
         while not stop.is_set():
             if not await self._publish_reports():
                 await asyncio.sleep(0.2)
+            if time.monotonic() - purged > 3600:
+                # Personal data no longer than needed: addresses and texts of messages that
+                # finished more than ``keep`` ago are erased (their ids stay).
+                purged = time.monotonic()
+                erased = await asyncio.to_thread(self.store.purge, self.clock.now() - self.keep)
+                if erased:
+                    log.info("citizen: erased the contacts of %d finished messages", erased)
 
     async def _publish_reports(self) -> int:
         assert self._producer is not None

@@ -39,6 +39,8 @@ from lienthong.schemas.codec import EVENTS
 from lienthong.services.clock import Clock, ScaledClock
 from lienthong.services.domain.catalogue import load_catalogue
 from lienthong.services.domain.citizen import Policy, QuietHours, RetryRule
+from lienthong.services.ops.board import OpsBoard
+from lienthong.services.ops.feed import FeedTopics, StatusFeed
 from lienthong.services.settings import Settings
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "province-h99.yaml"
@@ -183,6 +185,21 @@ async def test_a_dossiers_events_give_the_right_messages_once(
         body = (await _get(r.base + "/metrics")).decode()
         assert 'lienthong_citizen_send_attempts_total{channel="sms",outcome="accepted"} 4.0' \
             in body
+    # The dashboard's read model shows them on the dossier's tracking slip.
+    board = OpsBoard(CATALOGUE)
+    feed = StatusFeed(kafka_bootstrap, board, FeedTopics(names.status, citizen=names.citizen),
+                      notify=lambda change: None)
+    reading = asyncio.create_task(feed.run())
+    try:
+        await asyncio.wait_for(feed.ready.wait(), 20)
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+    shown = board.citizen_notices(d)
+    assert [(n.channel, n.status) for n in shown].count(("sms", "delivered")) == 4
+    assert [(n.channel, n.status) for n in shown].count(("email", "sent")) == 4
+    assert {n.to for n in shown if n.channel == "sms"} == {"849****5678"}
     lines = timeline(kafka_bootstrap, names.citizen)
     sms_states = [x["status"] for x in lines if x["channel"] == "sms"]
     assert sms_states.count("sent") == 4 and sms_states.count("delivered") == 4
