@@ -97,3 +97,19 @@ def test_an_opt_out_skips_messages_still_queued_to_that_address(tmp_path: object
     assert store.messages_of("D")[0]["detail"] == "opted_out"
     assert store.opt_in("sms", "84912345678") and not store.opted_out("sms", "84912345678")
     store.close()
+
+
+async def test_the_doubles_server_serves_the_sms_and_zalo_providers_too() -> None:
+    from lienthong.connectors.doubles.server import Doubles
+
+    doubles = Doubles(["000.00.15.H99"])
+    async with listening(doubles.build_app()) as url:
+        sms = SmsSender(f"{url}/sms", "sms-token", "MOTCUA")
+        zalo = ZaloSender(f"{url}/zalo", "zalo-token")
+        try:
+            assert (await sms.send(out("d-1", "sms", "84912345678"))).outcome == "accepted"
+            assert (await zalo.send(out("d-2", "zalo", "1234567"))).outcome == "accepted"
+        finally:
+            await sms.close()
+            await zalo.close()
+    assert len(doubles.sms.taken) == 1 and len(doubles.zalo.taken) == 1
