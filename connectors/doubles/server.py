@@ -9,7 +9,8 @@ and the national portal.
 Paths: ``/agencies/{code}/inbox`` (and ``control``, ``changes``, ``dossiers/{dossier}``,
 ``stats``), ``/vnpost/...``, ``/dvcqg/...``, the citizen-messaging providers under ``/sms``
 and ``/zalo`` (``doubles.messaging``; tokens ``sms-token``, ``zalo-token``), ``GET /stats``
-(applications, receipts, duplicates per destination) and ``GET /healthz``. See each double's module for its routes.
+(applications, receipts, duplicates per destination) and ``GET /healthz``. See each
+double's module for its routes.
 """
 
 from __future__ import annotations
