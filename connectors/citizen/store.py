@@ -187,7 +187,7 @@ class NoticeStore:
                      m.subject, m.text, m.event_at.isoformat(), event_ts, nb, nb, int(m.held)))
                 if cur.rowcount:
                     added.append(m)
-                    detail = f"until {m.not_before.isoformat()}" if m.held else ""
+                    detail = m.not_before.isoformat() if m.held else ""
                     self._report(db, m.dossier, m.message_id, m.event_id, m.kind, m.channel,
                                  "held" if m.held else "queued", now_ts, detail,
                                  mask(m.channel, m.address))

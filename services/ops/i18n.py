@@ -220,6 +220,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "citizen.detail.no_contact": ("không có số điện thoại, Zalo hay thư điện tử",
                                   "no phone, Zalo or e-mail given"),
     "citizen.detail.stale": ("sự kiện quá cũ", "event too old"),
+    "citizen.until": ("gửi lúc", "to go at"),
     "citizen.detail.voided": ("sự kiện đã bị hủy", "the event was voided"),
 }
 

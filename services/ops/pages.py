@@ -425,7 +425,13 @@ def slip_main(v: View, slip: Slip) -> Markup:
     if slip.citizen_notices:
         def detail(text: str) -> str:
             word = v.t(f"citizen.detail.{text}")
-            return text if word.startswith("citizen.detail.") else word
+            if not word.startswith("citizen.detail."):
+                return word
+            try:                    # a held message's detail is the end of the quiet hours
+                until = datetime.fromisoformat(text)
+            except ValueError:
+                return text
+            return f"{v.t('citizen.until')} {v.when(until)}" if until.tzinfo else text
 
         sections += [el("h2", {}, v.t("citizen")), _table(
             [v.t("at"), v.t("kind"), v.t("citizen.channel"), v.t("citizen.to"),
