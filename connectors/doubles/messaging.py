@@ -10,8 +10,9 @@ SMS (``SmsDouble``, routes under ``/v1``):
 - ``POST /v1/sms`` ``{"to", "text", "brandname", "ref", "callback_url"?}`` with ``Authorization:
   Bearer TOKEN``: 202 ``{"id", "status": "accepted"}``; 401 for a wrong token; 400 for a number
   that is not Vietnamese; 429 with ``Retry-After: 1`` over ``rate_per_second``; 503 for each of
-  the next ``fail_next`` requests (a transient outage). ``report_after`` seconds later a
-  delivery report ``{"id", "ref", "to", "status": "DELIVERED" | "FAILED", "at"}`` is POSTed to
+  the next ``fail_next`` requests (a transient outage); ``answer_delay`` seconds pass between
+  taking a message and answering (a caller killed then never learns it was taken).
+  ``report_after`` seconds later a delivery report ``{"id", "ref", "to", "status": "DELIVERED" | "FAILED", "at"}`` is POSTed to
   the message's ``callback_url`` (``undeliverable`` numbers fail).
 - ``POST /v1/control`` ``{"fail_next"?, "rate_per_second"?, "report_after"?}``; ``GET
   /v1/messages``: everything taken; ``POST /v1/control/reply`` ``{"from", "text"}``: a citizen's
@@ -73,6 +74,8 @@ class _Provider:
     by_id: dict[str, Taken] = field(default_factory=dict)
     requests: int = 0
     answered: dict[int, int] = field(default_factory=dict)      # HTTP status -> count
+    repeats: int = 0                  # requests for a key already taken (answered as before)
+    answer_delay: float = 0.0         # seconds between taking a message and answering
     _window: deque[float] = field(default_factory=deque)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _client: httpx.AsyncClient | None = None
@@ -99,7 +102,7 @@ class _Provider:
         return t
 
     def control(self, body: dict[str, Any]) -> dict[str, Any]:
-        for name in ("fail_next", "rate_per_second", "report_after"):
+        for name in ("fail_next", "rate_per_second", "report_after", "answer_delay"):
             if name in body:
                 setattr(self, name, type(getattr(self, name))(body[name]))
         if "undeliverable" in body:
@@ -108,7 +111,7 @@ class _Provider:
                 "report_after": self.report_after}
 
     def listing(self) -> dict[str, Any]:
-        return {"requests": self.requests, "answered": self.answered,
+        return {"requests": self.requests, "answered": self.answered, "repeats": self.repeats,
                 "messages": [{"id": t.provider_id, "key": t.key, "to": t.to, "text": t.text,
                               "status": t.status, "at": t.at} for t in self.taken.values()]}
 
@@ -195,6 +198,10 @@ class SmsDouble(_Provider):
             t = self.take(key, to, text, body.get("callback_url"))
             if t.callback_url:
                 self.later(self._report(t))
+        else:
+            self.repeats += 1
+        if self.answer_delay:         # a slow answer: the caller may die before it reads it
+            await asyncio.sleep(self.answer_delay)
         self.count(202)
         return web.json_response({"id": t.provider_id, "status": "accepted"}, status=202)
 
@@ -273,7 +280,11 @@ class ZaloDouble(_Provider):
             return web.json_response({"error": -213,
                                       "message": "user has not followed the OA"})
         key = str(body.get("tracking_id") or uuid.uuid4())
-        t = self.taken.get(key) or self.take(key, user, text, None)
+        t = self.taken.get(key)
+        if t is None:
+            t = self.take(key, user, text, None)
+        else:
+            self.repeats += 1
         return web.json_response({"error": 0, "message": "Success",
                                   "data": {"message_id": t.provider_id, "user_id": user}})
 
