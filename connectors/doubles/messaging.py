@@ -12,8 +12,9 @@ SMS (``SmsDouble``, routes under ``/v1``):
   that is not Vietnamese; 429 with ``Retry-After: 1`` over ``rate_per_second``; 503 for each of
   the next ``fail_next`` requests (a transient outage); ``answer_delay`` seconds pass between
   taking a message and answering (a caller killed then never learns it was taken).
-  ``report_after`` seconds later a delivery report ``{"id", "ref", "to", "status": "DELIVERED" | "FAILED", "at"}`` is POSTed to
-  the message's ``callback_url`` (``undeliverable`` numbers fail).
+  ``report_after`` seconds later a delivery report ``{"id", "ref", "to", "status":
+  "DELIVERED" | "FAILED", "at"}`` is POSTed to the message's ``callback_url``
+  (``undeliverable`` numbers fail).
 - ``POST /v1/control`` ``{"fail_next"?, "rate_per_second"?, "report_after"?}``; ``GET
   /v1/messages``: everything taken; ``POST /v1/control/reply`` ``{"from", "text"}``: a citizen's
   reply (MO), POSTed to ``mo_url`` like the real gateway's inbound webhook.
