@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,7 @@ import httpx
 
 from lienthong.connectors.http import NO_RETRY, make_async_client
 from lienthong.connectors.http.client import retry_after_seconds
-from lienthong.connectors.notify.service import SmtpSettings
+from lienthong.connectors.notify.service import SmtpSettings, send_mail
 from lienthong.services.domain.citizen import Outcome, classify_http
 
 
@@ -206,18 +205,9 @@ class EmailSender:
         msg.set_content(m.text + "\n", charset="utf-8")
         return msg
 
-    def _send(self, msg: EmailMessage) -> None:
-        s = self.smtp
-        with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as client:
-            if s.starttls:
-                client.starttls(context=ssl.create_default_context())
-            if s.username:
-                client.login(s.username, s.password or "")
-            client.send_message(msg)
-
     async def send(self, message: Outgoing) -> SendResult:
         try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._send,
+            await asyncio.get_running_loop().run_in_executor(self._pool, send_mail, self.smtp,
                                                              self.message(message))
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
