@@ -42,6 +42,7 @@ from lienthong.services.domain.citizen import (
     mask,
     normalise_phone,
     plan,
+    sms_fallback,
 )
 from lienthong.services.domain.dossier import appointment_of
 
@@ -341,11 +342,28 @@ class CitizenNotifier:
                     await asyncio.to_thread(self.store.fail, m, result.detail, now)
                     log.warning("citizen: %s %s of %s to %s failed: %s", m.channel, m.kind,
                                 m.dossier, mask(m.channel, m.address), result.detail)
+                    if result.outcome == "rejected":
+                        await asyncio.to_thread(self._fall_back, m, now)
                 else:
                     await asyncio.to_thread(self.store.retry, m, next_try, result.detail)
         finally:
             self._in_flight.discard(m.message_id)
             self._wake.set()
+
+    def _fall_back(self, m: StoredMessage, now: datetime) -> None:
+        """A Zalo message refused for good goes by SMS, if the applicant gave a phone."""
+        facts = self._known(m.dossier)
+        if facts is None:
+            return
+        refused = Message(m.message_id, m.dossier, m.event_id, m.kind, m.channel, m.address,
+                          m.subject, m.text, now, now)
+        instead = sms_fallback(refused, facts, now=now, tz=self.wording.tz,
+                               policy=self.policy, opted_out=self.store.opted_out)
+        if isinstance(instead, Message):
+            self.store.apply(self.topics.events, {}, [], [(instead, m.event_ts)], [], now)
+            self.metrics.planned.labels("sms", m.kind).inc()
+        elif isinstance(instead, Skip):
+            self.store.apply(self.topics.events, {}, [], [], [instead], now)
 
     async def _poll_zalo(self, stop: asyncio.Event) -> None:
         sender = self.senders["zalo"]

@@ -455,6 +455,27 @@ def plan(event: Mapping[str, Any], facts: DossierFacts | None, *, now: datetime,
     return Plan(facts=new_facts, messages=tuple(messages), skipped=tuple(skipped))
 
 
+def sms_fallback(refused: Message, facts: DossierFacts, *, now: datetime, tz: tzinfo,
+                 policy: Policy = Policy(),
+                 opted_out: Callable[[str, str], bool] = lambda channel, address: False,
+                 ) -> Message | Skip | None:
+    """Zalo refused a message for good (the applicant does not follow the OA, blocked it):
+    the same notice by SMS when the applicant gave a phone number, under the SMS id of that
+    event (so it is planned once); None without a phone or for a channel other than Zalo."""
+    phone = facts.contacts.phone
+    if refused.channel != "zalo" or phone is None or "sms" not in policy.channels:
+        return None
+    mid = message_id(refused.dossier, refused.event_id, "sms")
+    if opted_out("sms", phone):
+        return Skip(mid, refused.dossier, refused.event_id, refused.kind, "sms", "opted_out")
+    release = now
+    if policy.quiet_hours is not None and "sms" in policy.quiet:
+        release = policy.quiet_hours.release(now, tz)
+    return Message(mid, refused.dossier, refused.event_id, refused.kind, "sms", phone,
+                   refused.subject, plain_text(refused.text), refused.event_at, release,
+                   release > now)
+
+
 # -- sending: what a provider's answer means -------------------------------------------------
 
 Outcome = Literal["accepted", "retry", "rejected"]

@@ -110,10 +110,10 @@ class Running:
 @contextlib.asynccontextmanager
 async def running(bootstrap: str, names: topics.TopicNames, store: Path, *,
                   clock: Clock | None = None, sms_options: dict[str, Any] | None = None,
-                  ) -> AsyncIterator[Running]:
+                  zalo_options: dict[str, Any] | None = None) -> AsyncIterator[Running]:
     """The notifier in this process, its webhooks served, the providers' doubles."""
     sms = SmsDouble(report_after=0.1, **(sms_options or {}))
-    zalo = ZaloDouble(report_after=0.1)
+    zalo = ZaloDouble(report_after=0.1, **(zalo_options or {}))
     async with SmtpSink() as mail, listening(sms.build_app()) as sms_url, \
             listening(zalo.build_app()) as zalo_url:
         senders: dict[str, Any] = {}
@@ -279,6 +279,26 @@ async def test_a_citizen_who_replies_stop_or_unfollows_is_told_nothing_more(
                     what="the Zalo delivery status, polled")
         bad = await _post(r.base + "/v1/citizen/sms/inbound", {"text": "STOP"})
         assert bad == (422, "missing_field")
+
+
+async def test_a_zalo_message_refused_for_good_goes_by_sms(kafka_bootstrap: str,
+                                                          tmp_path: Path) -> None:
+    _, names = hub_topics(kafka_bootstrap)
+    clock = daytime_clock()
+    d = dossier_code(5)
+    produce(kafka_bootstrap, names.events,
+            [receipt(d, clock.now(), phone="0922222222", zalo_user_id="7770001112223")])
+    # Nobody follows the OA: Zalo answers -213 (final), the notice goes by SMS instead.
+    async with running(kafka_bootstrap, names, tmp_path / "n.sqlite", clock=clock,
+                       zalo_options={"followers": set()}) as r:
+        (sms,) = await r.sms.wait_for(1, 15)
+        assert sms.to == "84922222222" and f"tiep nhan ho so {d}" in sms.text
+        await until(lambda: [(m["channel"], m["status"]) for m in
+                             r.notifier.store.messages_of(d)] == [("zalo", "failed"),
+                                                                  ("sms", "delivered")],
+                    what="Zalo failed, SMS delivered")
+        assert "-213" in r.notifier.store.messages_of(d)[0]["detail"]
+        assert r.zalo.taken == {} and r.zalo.requests == 1
 
 
 async def _post(url: str, body: Any) -> tuple[int, str]:

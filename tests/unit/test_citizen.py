@@ -18,9 +18,11 @@ from lienthong.services.domain.catalogue import load_catalogue
 from lienthong.services.domain.citizen import (
     DEFAULT_TEMPLATES,
     Contacts,
+    Message,
     Policy,
     QuietHours,
     RetryRule,
+    Skip,
     classify_http,
     contacts_of,
     facts_of,
@@ -30,6 +32,7 @@ from lienthong.services.domain.citizen import (
     normalise_phone,
     plain_text,
     plan,
+    sms_fallback,
     template_problem,
 )
 
@@ -239,3 +242,23 @@ def test_the_store_plans_each_message_once_and_keeps_the_offset(tmp_path: Path) 
     assert store.opted_out("email", "a.nguyen@example.vn")
     assert [m["status"] for m in store.messages_of(DOSSIER)] == ["delivered", "skipped"]
     store.close()
+
+
+def test_a_zalo_message_refused_for_good_falls_back_to_an_unaccented_sms_once() -> None:
+    facts = facts_of(received(phone="0912345678", zalo_user_id="1234567890123"))
+    assert facts is not None
+    ev = event("result_ready", decision="approved")
+    (zalo,) = plan(ev, facts, now=at("2026-11-25T10:00:01+07:00"), wording=WORDING).messages
+    sms = sms_fallback(zalo, facts, now=at("2026-11-25T10:00:03+07:00"), tz=TZ)
+    assert isinstance(sms, Message)
+    assert (sms.channel, sms.address) == ("sms", "84912345678")
+    assert sms.message_id == message_id(DOSSIER, ev["event_id"], "sms")
+    assert sms.text == plain_text(zalo.text) and not sms.held
+    night = sms_fallback(zalo, facts, now=at("2026-11-25T23:00:00+07:00"), tz=TZ)
+    assert isinstance(night, Message) and night.not_before == at("2026-11-26T07:00:00+07:00")
+    refused = sms_fallback(zalo, facts, now=at("2026-11-25T10:00:03+07:00"), tz=TZ,
+                           opted_out=lambda channel, address: True)
+    assert isinstance(refused, Skip) and refused.reason == "opted_out"
+    no_phone = facts_of(received(zalo_user_id="1234567890123"))
+    assert no_phone is not None and sms_fallback(
+        zalo, no_phone, now=at("2026-11-25T10:00:03+07:00"), tz=TZ) is None
