@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install broker-jars test-deps lint bench chaos clean
+.PHONY: up test install broker-jars test-deps lint bench chaos screenshots clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -34,6 +34,11 @@ test: install broker-jars test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The README's pictures of the demo (board, tracking slip, scoreboard), retaken by the browser
+# test so they stay true to the dashboard.
+screenshots: install test-deps
+	LIENTHONG_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/browser/test_demo_screenshots.py -q
 
 # Fault scenarios under load (a few minutes each; bounded): kill -9 of workers, a broker of
 # three, the gateway with a spool; destinations down or slow; the broker down. Prints a table.

@@ -1,9 +1,10 @@
-"""Shared plumbing of the broker benchmarks: isolated topics, worker subprocesses, the table.
+"""Shared plumbing of the broker benchmarks: the local hub, progress probes, the table.
 
-Each benchmark run gets its own topic prefix and app id on one broker (the embedded one, or
-``KAFKA_BOOTSTRAP_SERVERS``). Output topics whose timing is measured are created with
-``message.timestamp.type=LogAppendTime``, so a record's timestamp is the instant the broker
-appended it, on the same machine clock as the producers' ``CreateTime``.
+Each benchmark run gets its own local hub (``lienthong.deploy.local``): a topic prefix and app
+id on one broker (the embedded one, or ``KAFKA_BOOTSTRAP_SERVERS``). Output topics whose timing
+is measured are created with ``message.timestamp.type=LogAppendTime``, so a record's timestamp
+is the instant the broker appended it, on the same machine clock as the producers'
+``CreateTime``.
 """
 
 from __future__ import annotations
@@ -11,97 +12,33 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
 import subprocess
-import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer, TopicPartition
 
-from lienthong.deploy.embedded.broker import free_port
-from lienthong.schemas import topics
-from lienthong.services.settings import Settings
+from lienthong.deploy.local import APPEND_TIME, LocalHub, isolated_prefix  # noqa: F401
+from lienthong.services.settings import SAMPLE_CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[1]
-CATALOGUE = ROOT / "examples" / "province-h99.yaml"
+CATALOGUE = SAMPLE_CATALOGUE
 RESULTS = ROOT / "bench" / "results"
-APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
-
 
 
 @dataclass
-class BenchHub:
-    """One isolated hub on the broker: its topics (timed ones stamped by the broker) and
-    worker subprocesses."""
+class BenchHub(LocalHub):
+    """The local hub of a benchmark: timed topics stamped by the broker, quiet workers."""
 
-    bootstrap: str
-    workdir: Path
-    partitions: int = 4
-    prefix: str = field(default_factory=lambda: f"b{uuid.uuid4().hex[:8]}.")
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    @property
-    def settings(self) -> Settings:
-        return Settings(kafka_bootstrap_servers=self.bootstrap, partitions=self.partitions,
-                        topic_prefix=self.prefix, app_id=f"{self.prefix}worker",
-                        catalog_path=CATALOGUE, data_dir=self.workdir)
-
-    @property
-    def names(self) -> topics.TopicNames:
-        return topics.names(self.settings)
-
-    def create_topics(self, extra: tuple[str, ...] = ()) -> None:
-        """The hub's topics (deliveries, alerts, status and ``extra`` with broker
-        timestamps)."""
-        n = self.names
-        timed = {n.deliveries, n.alerts, n.status}
-        new = [NewTopic(s.name, s.partitions, s.replication,
-                        topic_configs={**s.config, **(APPEND_TIME if s.name in timed else {})})
-               for s in topics.specs(self.settings)]
-        new += [NewTopic(name, self.partitions, 1, topic_configs=APPEND_TIME) for name in extra]
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
-        try:
-            admin.create_topics(new, timeout_ms=30_000)
-            admin.wait_for_topics([t.name for t in new], timeout_ms=30_000)
-        finally:
-            admin.close()
-
-    def start_worker(self, clock: str = "wall") -> subprocess.Popen[bytes]:
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-               "LIENTHONG_TOPIC_PREFIX": self.prefix,
-               "LIENTHONG_PARTITIONS": str(self.partitions),
-               "LIENTHONG_APP_ID": self.settings.app_id,
-               "LIENTHONG_CATALOG": str(CATALOGUE), "LIENTHONG_CLOCK": clock,
-               "LIENTHONG_DATA_DIR": str(self.workdir / f"w{len(self.workers)}"),
-               "LIENTHONG_WORKER_PORT": str(free_port())}
-        log = open(self.workdir / f"worker{len(self.workers)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "lienthong.services.cli", "worker",
-                                 "--loglevel", "warning"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=self.workdir)
-        self.workers.append(proc)
-        return proc
+    prefix: str = field(default_factory=lambda: isolated_prefix("b"))
+    loglevel: str = "warning"
+    broker_timestamps: bool = True
 
     def stop_workers(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.workers:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-    def log(self, index: int = -1) -> str:
-        index = index % max(1, len(self.workers))
-        path = self.workdir / f"worker{index}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        self.stop_all()
 
 
 class Offsets:

@@ -111,8 +111,11 @@ def specs(settings: Settings) -> list[TopicSpec]:
 
 
 def ensure_topics(bootstrap_servers: str | Iterable[str], settings: Settings, *,
-                  timeout_s: float = 30.0) -> list[str]:
+                  timeout_s: float = 30.0, wanted: list[TopicSpec] | None = None) -> list[str]:
     """Create the hub's topics that do not exist yet; returns the names it created.
+
+    ``wanted`` replaces ``specs(settings)`` (e.g. those specs with broker append timestamps
+    and extra topics of a benchmark).
 
     Idempotent: an existing topic is left as it is (its partition count is checked, as a
     topic with fewer partitions than configured would move dossiers between partitions when
@@ -121,7 +124,7 @@ def ensure_topics(bootstrap_servers: str | Iterable[str], settings: Settings, *,
     from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
-    wanted = specs(settings)
+    wanted = specs(settings) if wanted is None else wanted
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lienthong-topics",
                              request_timeout_ms=int(timeout_s * 1000))
     created: list[str] = []

@@ -45,6 +45,10 @@ class ScaledClock:
     def real_seconds_until(self, instant: datetime) -> float:
         return (instant - self.now()).total_seconds() / self.speed
 
+    def spec(self) -> str:
+        """The ``LIENTHONG_CLOCK`` value that gives another process this very clock."""
+        return f"scaled:{self.origin.isoformat()}:{self.speed!r}@{self.epoch!r}"
+
 
 def clock_from_spec(spec: str | None) -> Clock:
     """``wall`` (default) or ``scaled:ISO-INSTANT:SPEED[@EPOCH]``."""

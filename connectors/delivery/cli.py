@@ -136,8 +136,14 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port, args.metrics_host)
         print(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics")
+    from lienthong.services.clock import clock_from_spec
+    try:  # the hub's clock: a delivery_failing alert carries the instant the worker also uses
+        clock = clock_from_spec(Settings.from_env().clock)
+    except ValueError as exc:
+        print(f"lienthong delivery: LIENTHONG_CLOCK: {exc}", file=sys.stderr)
+        return 2
     service = DeliveryService(args.bootstrap, endpoint, signer=signer, policy=policy,
-                              metrics=metrics, group_id=args.group,
+                              metrics=metrics, group_id=args.group, clock=clock,
                               deliveries_topic=args.topic or hub_topic("DELIVERIES"))
 
     async def main() -> None:

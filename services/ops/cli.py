@@ -158,7 +158,7 @@ def _users_command(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     from lienthong.schemas import topics
-    from lienthong.services.clock import clock_from_spec
+    from lienthong.services.clock import ScaledClock, clock_from_spec
     from lienthong.services.domain.catalogue import CatalogueError, load_catalogue
     from lienthong.services.ops.audit import AuditLog
     from lienthong.services.ops.auth import (
@@ -220,7 +220,8 @@ async def _serve(args: argparse.Namespace) -> int:
             board.add_alert(a)
     app = create_app(board, users, resend=feed.resend if feed else None,
                      audit=AuditLog(args.audit_log), clock=clock.now, secret=secret,
-                     metrics=metrics, cookie_secure=args.cookie_secure)
+                     metrics=metrics, cookie_secure=args.cookie_secure,
+                     simulated=clock if isinstance(clock, ScaledClock) else None)
     dash = app[DASHBOARD]
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

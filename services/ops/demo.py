@@ -134,3 +134,37 @@ def sample_alerts(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "dossier": s["dossier"], "agency": s["holder"], "destination": None,
              "due_at": s["due_at"], "fired_at": s["due_at"], "detail": ""}
             for s in snapshots if s["outcome"] == "overdue"]
+
+
+def demo_day(catalogue: Catalogue, at: datetime, *, start: datetime, seed: int = 1,
+             per_working_hour: float = 30.0, backlog_days: int = 8,
+             live_days: int = 2) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``dossier.status`` snapshots and alerts of the day ``lienthong up`` runs, as the
+    worker would have published them by the simulated instant ``at``: the simulator's plan (same
+    seed, rate and backlog), the events up to ``at`` through the domain core, the worker's own
+    snapshot and alert records. For screenshots and browser tests that show the real demo
+    without a broker."""
+    import json
+
+    from lienthong.connectors.simulator.day import (
+        planned_dossiers,
+        split_at,
+        working_days_before,
+    )
+    from lienthong.connectors.simulator.generate import plan
+    from lienthong.services.domain.replay import Replay
+    from lienthong.services.processors.snapshot import snapshot_dict
+    from lienthong.services.processors.tracker import alert_record
+
+    cal = catalogue.calendar
+    events = plan(catalogue, seed=seed, start=working_days_before(cal, start, backlog_days),
+                  dossiers=planned_dossiers(per_working_hour, cal, backlog_days=backlog_days,
+                                            live_days=live_days),
+                  per_working_hour=per_working_hour)
+    day = split_at(events, start)
+    sent = day.backlog + [e for e in day.live if datetime.fromisoformat(e["at"]) <= at]
+    run = Replay(catalogue)
+    run.feed([json.dumps(e, ensure_ascii=False) for e in sent], at)
+    run.finish(at)
+    snapshots = [snapshot_dict(state, catalogue, at) for state in run.states.values()]
+    return snapshots, [alert_record(a, cal.tz) for a in run.alerts]

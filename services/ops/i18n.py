@@ -159,6 +159,12 @@ _WORDS: dict[str, tuple[str, str]] = {
     "live": ("Trực tuyến", "Live"),
     "offline": ("Mất kết nối", "Offline"),
     "updated": ("Cập nhật", "Updated"),
+    "clock.simulated": ("Giờ mô phỏng", "Simulated time"),
+    "clock.since": ("từ", "from"),
+    "clock.simulated.title": ("Bản trình diễn: thời gian chạy nhanh gấp {speed} lần thời gian "
+                              "thực, bắt đầu lúc {origin}; không phải giờ thực.",
+                              "Demo: time runs {speed} times real time from {origin}; "
+                              "not the real time."),
     "signed_in_as": ("Đăng nhập:", "Signed in:"),
     "province_wide": ("toàn tỉnh", "whole province"),
     "forbidden": ("Bạn không có quyền xem nội dung này.", "You may not see this."),

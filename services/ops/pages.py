@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
+from lienthong.services.clock import ScaledClock
 from lienthong.services.ops.auth import Operator
 from lienthong.services.ops.board import (
     AlertRecord,
@@ -50,6 +51,7 @@ class View:
     now: datetime
     path: str = "/"
     query: tuple[tuple[str, str], ...] = ()
+    simulated: ScaledClock | None = None  # the demo's accelerated clock, shown in the header
 
     def t(self, key: str) -> str:
         return t(key, self.lang)
@@ -103,6 +105,24 @@ def _lang_switch(v: View) -> Markup:
                     "lang": other, "id": "lang-switch"}, label)
 
 
+def _clock_badge(v: View) -> Markup | None:
+    """Simulated time, said plainly, so a demo's instants are not taken for real ones; the
+    script advances it between redraws from the clock's origin, epoch and speed."""
+    c = v.simulated
+    if c is None:
+        return None
+    speed = format_number(c.speed, v.lang, 0 if c.speed == int(c.speed) else 1)
+    return el("span", {"class": "clock sim", "id": "sim-clock",
+                       "data-origin": str(int(c.origin.timestamp() * 1000)),
+                       "data-epoch": str(int(c.epoch * 1000)), "data-speed": repr(c.speed),
+                       "data-tz": v.board.calendar.tz.key,
+                       "title": v.t("clock.simulated.title").format(
+                           speed=speed, origin=v.when(c.origin))},
+              el("span", {"class": "clock-label"}, v.t("clock.simulated")), " ",
+              el("time", {"id": "sim-now"}, v.when(v.now)), " ",
+              el("small", {}, f"×{speed} · ", v.t("clock.since"), " ", v.when(c.origin)))
+
+
 def page(v: View, title: str, active: str, main: Markup, topics: str = "") -> Markup:
     """A whole HTML document around ``main``."""
     user = v.user
@@ -113,6 +133,7 @@ def page(v: View, title: str, active: str, main: Markup, topics: str = "") -> Ma
                       el("small", {}, v.board.catalogue.province_name))),
                 _nav(v, active) if user else None,
                 el("div", {"class": "tools"},
+                   _clock_badge(v),
                    el("form", {"class": "search", "action": "/search", "method": "get",
                                "role": "search"},
                       el("input", {"type": "search", "name": "q", "placeholder": v.t("search"),

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from lienthong.services.clock import ScaledClock
 from lienthong.services.ops.audit import AuditLog
 from lienthong.services.ops.auth import Operator, SessionSigner, hash_password, verify_password
 from lienthong.services.ops.board import (
@@ -147,6 +148,7 @@ class Dashboard:
     metrics: DashboardMetrics
     hub: LiveHub
     cookie_secure: bool = False
+    simulated: ScaledClock | None = None
     wake_ticker: asyncio.Event | None = None
     board_cache: dict[tuple[object, ...], list[BoardRow]] = field(default_factory=dict)
 
@@ -169,16 +171,18 @@ def create_app(board: OpsBoard, users: Mapping[str, Operator], *,
                resend: Resend | None = None, audit: AuditLog | None = None,
                clock: Callable[[], datetime] | None = None, secret: bytes | None = None,
                metrics: DashboardMetrics | None = None,
-               cookie_secure: bool = False) -> web.Application:
+               cookie_secure: bool = False,
+               simulated: ScaledClock | None = None) -> web.Application:
     """The dashboard application. ``secret`` signs session cookies (random when None: every
-    restart signs everyone out)."""
+    restart signs everyone out). ``simulated``: the demo's accelerated clock (``clock`` should
+    be its ``now``), named in every page's header so demo time is not taken for real time."""
     tz = board.calendar.tz
     clock = clock or (lambda: datetime.now(tz))
     dash = Dashboard(board=board, users=users,
                      signer=SessionSigner(secret or secrets.token_bytes(32)),
                      audit=audit or AuditLog(None), resend=resend, clock=clock,
                      metrics=metrics or DashboardMetrics(board, clock), hub=LiveHub(),
-                     cookie_secure=cookie_secure)
+                     cookie_secure=cookie_secure, simulated=simulated)
     app = web.Application(middlewares=[_headers, _session])
     app[DASHBOARD] = dash
     r = app.router
@@ -269,7 +273,8 @@ def _scope(request: web.Request) -> frozenset[str] | None:
 def _view(request: web.Request) -> View:
     dash = request.app[DASHBOARD]
     return View(lang=request[LANG], user=request[USER], board=dash.board, now=dash.clock(),
-                path=request.path, query=tuple(request.query.items()))
+                path=request.path, query=tuple(request.query.items()),
+                simulated=dash.simulated)
 
 
 def _html(request: web.Request, v: View, title: str, active: str, main: Any,
@@ -659,7 +664,13 @@ async def api_board(request: web.Request) -> web.Response:
     rows = _board_rows(request, _board_filters(request))
     limit = min(int(request.query.get("limit", "1000") or 1000), 10000)
     _audit_personal(request, "api_board", [r.dossier.code for r in rows[:limit]])
-    return web.json_response({"count": len(rows), "rows": [{
+    dash = request.app[DASHBOARD]
+    sim = dash.simulated
+    return web.json_response({
+        "now": _iso(dash.clock()),
+        "clock": {"simulated": False} if sim is None else {
+            "simulated": True, "speed": sim.speed, "origin": _iso(sim.origin)},
+        "count": len(rows), "rows": [{
         "urgency": r.urgency, "scope": r.scope, "dossier": r.dossier.code,
         "procedure": r.dossier.procedure, "agency": r.agency, "agency_name": r.agency_name,
         "level": r.level, "due_at": _iso(r.due_at), "late_by_minutes": _minutes(r.late_by),

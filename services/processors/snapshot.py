@@ -6,9 +6,10 @@ so a dashboard started at any time rebuilds its view by reading the topic from t
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from lienthong.services.domain.catalogue import Catalogue
 from lienthong.services.domain.dossier import DossierState, report
@@ -26,12 +27,12 @@ def _state_name(state: DossierState) -> str:
 
 
 def snapshot_dict(state: DossierState, catalogue: Catalogue, now: datetime) -> dict[str, Any]:
-    tz = catalogue.calendar.tz
     row = report(state, catalogue, now)
     cal = catalogue.calendar
+    fmt = cal.format_local  # local text to the second, from cached pieces
 
     def iso(t: datetime | None) -> str | None:
-        return None if t is None else t.astimezone(tz).replace(microsecond=0).isoformat()
+        return None if t is None else fmt(t)
 
     for step, raw in zip(row["steps"], state.steps, strict=True):
         overrun = raw.clock.overrun(cal, raw.judged_at, now)
@@ -42,17 +43,20 @@ def snapshot_dict(state: DossierState, catalogue: Catalogue, now: datetime) -> d
     timeline = []
     postal = []
     for event_id, etype, at, agency, note in state.timeline:
-        timeline.append({"event_id": event_id, "type": etype, "at": iso(at), "agency": agency,
+        at_text = fmt(at)
+        timeline.append({"event_id": event_id, "type": etype, "at": at_text, "agency": agency,
                          "note": note})
-        if etype in PAUSE_OPEN and PAUSE_OPEN[etype] not in open_pause:
-            pause = {"kind": PAUSE_OPEN[etype], "requested_by": agency, "from": iso(at),
-                     "to": None}
-            open_pause[PAUSE_OPEN[etype]] = pause
-            pauses.append(pause)
-        elif etype in PAUSE_CLOSE and PAUSE_CLOSE[etype] in open_pause:
-            open_pause.pop(PAUSE_CLOSE[etype])["to"] = iso(at)
+        if etype in PAUSE_OPEN:
+            if PAUSE_OPEN[etype] not in open_pause:
+                pause = {"kind": PAUSE_OPEN[etype], "requested_by": agency, "from": at_text,
+                         "to": None}
+                open_pause[PAUSE_OPEN[etype]] = pause
+                pauses.append(pause)
+        elif etype in PAUSE_CLOSE:
+            if PAUSE_CLOSE[etype] in open_pause:
+                open_pause.pop(PAUSE_CLOSE[etype])["to"] = at_text
         elif etype == "postal_update":
-            postal.append({"at": iso(at), "note": note})
+            postal.append({"at": at_text, "note": note})
     receiving = catalogue.agency(state.receiving)
     holder = catalogue.agency(state.holder)
     procedure = catalogue.procedure(state.procedure, state.received_at)
@@ -79,5 +83,4 @@ def snapshot_dict(state: DossierState, catalogue: Catalogue, now: datetime) -> d
 
 
 def snapshot(state: DossierState, catalogue: Catalogue, now: datetime) -> bytes:
-    return json.dumps(snapshot_dict(state, catalogue, now), ensure_ascii=False,
-                      separators=(",", ":")).encode()
+    return orjson.dumps(snapshot_dict(state, catalogue, now))

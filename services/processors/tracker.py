@@ -11,8 +11,15 @@ Exactly once, as the outside world sees it: every output of a change is acknowle
 is committed only after that. A worker killed between the two re-applies the event after
 restart and re-sends the same outputs under the same deterministic ids (Idempotency-Key of a
 delivery, alert id), which the sinks deduplicate; a worker killed after the state write skips
-the event as already seen, and its outputs are already on Kafka. One lock serialises the tracker
-and the sweeper, so a state is never written while another change's outputs are unacknowledged.
+the event as already seen, and its outputs are already on Kafka.
+
+Batches are pipelined: ``submit`` applies a batch and queues its outputs, then returns a task
+that finishes when the batch is durable, so the next batch is applied while the acknowledgements
+of this one are on their way. The tasks form one chain in submission order: a batch's states
+are written only after its own outputs are acknowledged *and* the batch before it is durable,
+so the changelog receives a dossier's states in order and no offset is committed ahead of its
+state. One lock serialises applying and queueing (tracker and sweeper); states applied but not
+yet durable are read from ``unsaved``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Collection, Iterable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -62,31 +70,59 @@ class SourceRecord:
     value: bytes
 
 
+@dataclass(slots=True)
+class _Batch:
+    """A batch submitted: its outputs' acknowledgements, the states to write after them."""
+
+    acks: list[Awaitable[Any]]
+    changes: list[StateChange]
+    positions: dict[int, int]  # partition -> next offset, once durable
+    on_durable: Callable[[], Awaitable[None]] | None
+    done: asyncio.Future[None]
+
+
+def _done(ack: Awaitable[Any]) -> bool:
+    return not isinstance(ack, asyncio.Future) or ack.done()
+
+
 DELIVERY, ALERT, DEADLETTER, STATUS = "delivery", "alert", "deadletter", "status"
-Output = tuple[str, bytes | None, bytes]  # (kind, key, value)
+# (kind, key, value, partition): keyed outputs go to the dossier's own partition (every keyed
+# topic has the partitions of dossier.events), so no producer hashes the key again.
+Output = tuple[str, bytes | None, bytes, int | None]
+
+
+# (key, partition, state, the state's changelog bytes as of its batch)
+StateChange = tuple[bytes, int, DossierState, bytes]
 
 
 class DossierStates(Protocol):
     """The dossiers' states (bảng trạng thái hồ sơ): read like a mapping, made durable by
-    ``save``, which returns only once the new states are on the changelog."""
+    ``save``, which returns only once the new states are on the changelog. ``encode`` gives a
+    state's changelog bytes: taken when its batch is queued, as a later batch may change the
+    same state object before this one is written."""
 
     def get(self, key: bytes, default: Any = None) -> Any: ...
     def items(self) -> Iterable[tuple[bytes, DossierState]]: ...
-    async def save(self, changes: Sequence[tuple[bytes, DossierState]]) -> None: ...
+    def encode(self, state: DossierState) -> bytes: ...
+    async def save(self, changes: Sequence[StateChange]) -> None: ...
 
 
 class InMemoryStates(dict[bytes, DossierState]):
     """States held in this process only (tests, tools): ``save`` just stores them."""
 
-    async def save(self, changes: Sequence[tuple[bytes, DossierState]]) -> None:
-        self.update(changes)
+    def encode(self, state: DossierState) -> bytes:
+        return b""
+
+    async def save(self, changes: Sequence[StateChange]) -> None:
+        self.update((key, state) for key, _, state, _ in changes)
 
 
 class Outputs(Protocol):
     """Where the tracker writes. ``send`` queues one record in call order and returns an
     awaitable that completes when Kafka acknowledged it."""
 
-    async def send(self, kind: str, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
+    async def send(self, kind: str, key: bytes | None, value: bytes,
+                   partition: int | None = None) -> Awaitable[Any]: ...
 
 
 def _iso(t: datetime) -> str:
@@ -124,13 +160,25 @@ class Tracker:
         self.live = live  # reject events from the future (rule 11) against the clock
         self.lock = asyncio.Lock()
         self.holdings = Holdings(catalogue)
-        self.processed: dict[int, int] = {}  # partition -> next offset after those applied
+        self.processed: dict[int, int] = {}  # partition -> next offset after those durable
+        # States applied whose batch is not durable yet (new dossiers are in no table before).
+        self.unsaved: dict[bytes, DossierState] = {}
+        self._pending: deque[_Batch] = deque()  # submitted, not yet durable, in order
+        self._writer: asyncio.Future[None] | None = None
+        self._tail: asyncio.Future[None] | None = None  # the last batch submitted
         self._tz = catalogue.calendar.tz
 
     # -- events ------------------------------------------------------------------------------
 
     async def handle(self, records: Sequence[SourceRecord]) -> None:
         """Apply a batch of source records; returns once everything is durably written."""
+        await (await self.submit(records))
+
+    async def submit(self, records: Sequence[SourceRecord],
+                     on_durable: Callable[[], Awaitable[None]] | None = None,
+                     ) -> asyncio.Future[None]:
+        """Apply a batch and queue its outputs; the task returned finishes (after
+        ``on_durable``) once the outputs, then the states, are on Kafka."""
         async with self.lock:
             started = time.perf_counter()
             now = self.clock.now()
@@ -138,10 +186,15 @@ class Tracker:
             changed: dict[bytes, tuple[int, DossierState]] = {}
             for record in records:
                 self._apply(record, now, out, changed)
-            await self._write(out, changed)
-            for record in records:
-                self.processed[record.partition] = record.offset + 1
+            positions = {r.partition: r.offset + 1 for r in records}
+            task = await self._queue(out, changed, positions, on_durable)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            return task
+
+    async def drain(self) -> None:
+        """Wait until every batch submitted so far is durable."""
+        if self._tail is not None:
+            await self._tail
 
     def _apply(self, record: SourceRecord, now: datetime, out: list[Output],
                changed: dict[bytes, tuple[int, DossierState]]) -> None:
@@ -160,7 +213,7 @@ class Tracker:
                              f"record key {record.key!r} is not the event's dossier code", out)
             return
         entry = changed.get(key)
-        state = entry[1] if entry is not None else self.states.get(key)
+        state = entry[1] if entry is not None else self._state(key)
         decision = apply_event(state, event, self.catalogue, now if self.live else None)
         if isinstance(decision, Rejected):
             metrics.REJECTED.labels(decision.reason).inc()
@@ -170,10 +223,11 @@ class Tracker:
             metrics.DUPLICATES.inc()
             return
         metrics.EVENTS.labels(event.type, event.agency).inc()
+        partition = record.partition
         for d in decision.deliveries:
             out.append((DELIVERY, key, codec.DELIVERIES.encode(delivery_record(d, event.at),
-                                                          validate=False)))
-        self._send_alerts(key, decision.alerts, out)
+                                                          validate=False), partition))
+        self._send_alerts(key, partition, decision.alerts, out)
         changed[key] = (record.partition, decision.state)
 
     # -- time --------------------------------------------------------------------------------
@@ -196,17 +250,18 @@ class Tracker:
             raised = 0
             for partition, code in due:
                 key = code.encode()
-                state = self.states.get(key)
+                state = self._state(key)
                 if state is None:
                     continue
                 alerts = time_alerts(state, self.catalogue, now)
                 if alerts:
                     mark_fired(state, alerts)
-                    self._send_alerts(key, alerts, out)
+                    self._send_alerts(key, partition, alerts, out)
                     raised += len(alerts)
                 changed[key] = (partition, state)
-            await self._write(out, changed)
-            return raised
+            task = await self._queue(out, changed, {}, None)
+        await task
+        return raised
 
     def rebuild_index(self, partitions: Iterable[int]) -> int:
         """Index every dossier of ``partitions`` from the table (after a rebalance)."""
@@ -225,10 +280,12 @@ class Tracker:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _send_alerts(self, key: bytes, alerts: list[Alert], out: list[Output]) -> None:
+    def _send_alerts(self, key: bytes, partition: int, alerts: list[Alert],
+                     out: list[Output]) -> None:
         for a in alerts:
             metrics.ALERTS.labels(a.kind).inc()
-            out.append((ALERT, key, codec.ALERTS.encode(alert_record(a, self._tz), validate=False)))
+            out.append((ALERT, key, codec.ALERTS.encode(alert_record(a, self._tz), validate=False),
+                        partition))
 
     def _deadletter(self, record: SourceRecord, reason: str, detail: str,
                     out: list[Output]) -> None:
@@ -240,26 +297,83 @@ class Tracker:
             "detail": detail[:2000], "source_topic": record.topic,
             "partition": record.partition, "offset": record.offset,
             "at": _iso(datetime.now(UTC)),
-        }, validate=False)))
+        }, validate=False), None))
 
     def _schedule(self, partition: int, key: bytes, state: DossierState) -> None:
         alarm = next_alarm(state, self.catalogue)
         self.index.schedule(partition, key.decode(), None if alarm is None else alarm.timestamp())
 
-    async def _write(self, out: list[Output],
-                     changed: dict[bytes, tuple[int, DossierState]]) -> None:
+    def _state(self, key: bytes) -> DossierState | None:
+        state = self.unsaved.get(key)
+        return state if state is not None else self.states.get(key)  # type: ignore[no-any-return]
+
+    async def _queue(self, out: list[Output], changed: dict[bytes, tuple[int, DossierState]],
+                     positions: dict[int, int],
+                     on_durable: Callable[[], Awaitable[None]] | None) -> asyncio.Future[None]:
+        """Queue the outputs in order (a dossier's deliveries keep their order) and chain the
+        batch's durability behind the batch before it."""
         now = self.clock.now()
-        for key, (_, state) in changed.items():
-            out.append((STATUS, key, snapshot(state, self.catalogue, now)))
-        # Queue in order (a dossier's deliveries keep their order), then wait for every ack.
-        acks = [await self.outputs.send(kind, key, value) for kind, key, value in out]
-        if acks:
-            await asyncio.gather(*acks)
-        # Outputs are on Kafka: only now may the new states become durable, and they are
-        # before this returns (so before the source offsets can be committed).
-        await self.states.save([(key, state) for key, (_, state) in changed.items()])
         for key, (partition, state) in changed.items():
+            out.append((STATUS, key, snapshot(state, self.catalogue, now), partition))
+        acks = [await self.outputs.send(kind, key, value, partition)
+                for kind, key, value, partition in out]
+        encode = self.states.encode
+        changes = [(key, partition, state, encode(state))
+                   for key, (partition, state) in changed.items()]
+        for key, partition, state, _ in changes:
+            self.unsaved[key] = state
             self._schedule(partition, key, state)
-        self.holdings.update(((key, state) for key, (_, state) in changed.items()), now)
+        self.holdings.update(((key, state) for key, _, state, _ in changes), now)
         metrics.INDEXED.set(len(self.index))
+        batch = _Batch(acks, changes, positions, on_durable,
+                       asyncio.get_running_loop().create_future())
+        self._pending.append(batch)
+        self._tail = batch.done
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write_states())
+        return batch.done
+
+    async def _write_states(self) -> None:
+        """The one writer of states (group commit): takes, in submission order, every batch
+        whose outputs are acknowledged, writes their states (a dossier changed by several of
+        them once, its newest state), and completes them once Kafka acknowledged."""
+        pending = self._pending
+        group: list[_Batch] = []
+        try:
+            while pending:
+                head = pending[0]
+                if head.acks:
+                    await asyncio.gather(*head.acks)
+                group = [pending.popleft()]
+                while pending and all(_done(a) for a in pending[0].acks):
+                    group.append(pending.popleft())
+                for batch in group[1:]:
+                    await asyncio.gather(*batch.acks)  # done: raises a failed one's error
+                newest: dict[bytes, StateChange] = {}
+                for batch in group:
+                    for change in batch.changes:
+                        newest.pop(change[0], None)  # re-inserted: keeps the order of the last
+                        newest[change[0]] = change
+                changes = list(newest.values())
+                await self.states.save(changes)
+                unsaved = self.unsaved
+                for key, _, state, _ in changes:
+                    if unsaved.get(key) is state:
+                        del unsaved[key]
+                for batch in group:
+                    self.processed.update(batch.positions)
+                    if batch.on_durable is not None:
+                        await batch.on_durable()
+                    batch.done.set_result(None)
+            group = []
+        except BaseException as exc:
+            # Nothing after a failed write may become durable: fail every batch still waiting.
+            for batch in [*group, *pending]:
+                if not batch.done.done():
+                    batch.done.set_exception(exc)
+            pending.clear()
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._writer = None
 

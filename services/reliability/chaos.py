@@ -28,13 +28,8 @@ import asyncio
 import contextlib
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,12 +39,11 @@ from typing import Any
 
 import httpx
 
-from lienthong.connectors.doubles import Doubles, point_catalogue_at, running
+from lienthong.connectors.doubles import Doubles, running
 from lienthong.connectors.http import NO_RETRY, RequestSigner, load_keyring, make_async_client
 from lienthong.connectors.simulator.generate import plan
-from lienthong.connectors.simulator.play import write_keys
 from lienthong.deploy.embedded.broker import free_port
-from lienthong.schemas import topics
+from lienthong.deploy.local import LocalHub, isolated_prefix
 from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.reliability.checker import (
     Expectation,
@@ -162,134 +156,27 @@ class Traffic:
 
 # -- one isolated hub ---------------------------------------------------------------------------
 
-@dataclass
-class Stage:
-    """One hub on the broker: processes, doubles, keys, topics of one scenario."""
+#: The delivery service retries fast and opens its breakers briefly, so a repaired fault shows
+#: in the recovery time rather than in a backoff's wait.
+DELIVERY_OPTIONS = ("--timeout", "5", "--backoff-base", "0.2", "--backoff-max", "2",
+                    "--breaker-open", "1", "--breaker-open-max", "4")
 
-    bootstrap: str
-    workdir: Path
-    catalogue_path: Path
-    replication: int = 1
-    clock_epoch: float = field(default_factory=time.time)
-    prefix: str = field(default_factory=lambda: f"c{uuid.uuid4().hex[:8]}.")
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    started: Counter[str] = field(default_factory=Counter)
-    gateway_port: int = field(default_factory=free_port)
 
-    @property
-    def settings(self) -> Settings:
-        return Settings(kafka_bootstrap_servers=self.bootstrap, partitions=PARTITIONS,
-                        replication_factor=self.replication, topic_prefix=self.prefix,
-                        app_id=f"{self.prefix}worker", catalog_path=self.catalogue_path,
-                        data_dir=self.workdir)
+def scenario_hub(bootstrap: str, workdir: Path, catalogue_path: Path, *, replication: int,
+                 clock_epoch: float) -> LocalHub:
+    """The hub of one scenario: its processes run on the lunch-break clock from
+    ``clock_epoch``."""
+    return LocalHub(bootstrap, workdir, PARTITIONS, isolated_prefix("c"),
+                    catalogue_path=catalogue_path, replication=replication,
+                    clock=f"scaled:{LUNCH.isoformat()}:1@{clock_epoch}", loglevel="warning")
 
-    @property
-    def names(self) -> topics.TopicNames:
-        return topics.names(self.settings)
 
-    @property
-    def clock(self) -> str:
-        return f"scaled:{LUNCH.isoformat()}:1@{self.clock_epoch}"
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
-
-    @property
-    def keys_file(self) -> Path:
-        return self.workdir / "keys.json"
-
-    @property
-    def routed_catalogue(self) -> Path:
-        return self.workdir / "catalogue-doubles.json"
-
-    def prepare(self, catalogue: Catalogue, doubles_url: str) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        topics.ensure_topics(self.bootstrap, self.settings)
-        write_keys(catalogue, self.keys_file)
-        # Every agency's system is played by a double, also those the catalogue gives no
-        # endpoint (their deliveries would be parked as no_endpoint, which is no fault's doing).
-        routed = point_catalogue_at(catalogue, doubles_url, only_with_endpoint=False)
-        self.routed_catalogue.write_text(json.dumps(routed.to_dict(), ensure_ascii=False))
-
-    def _env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
-        env.update({"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                    "LIENTHONG_TOPIC_PREFIX": self.prefix,
-                    "LIENTHONG_PARTITIONS": str(PARTITIONS),
-                    "LIENTHONG_REPLICATION": str(self.replication),
-                    "LIENTHONG_APP_ID": self.settings.app_id,
-                    "LIENTHONG_CATALOG": str(self.routed_catalogue),
-                    "LIENTHONG_CLOCK": self.clock}, **extra)
-        return env
-
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> str:
-        n = self.started[name]
-        self.started[name] += 1
-        label = f"{name}{n}"
-        log = open(self.workdir / f"{label}.log", "wb")  # noqa: SIM115 - the child's for life
-        self.procs[label] = subprocess.Popen(
-            [sys.executable, "-m", "lienthong.services.cli", *args], env=env, stdout=log,
-            stderr=subprocess.STDOUT, cwd=self.workdir)
-        log.close()
-        return label
-
-    def start_worker(self) -> str:
-        n = self.started["worker"]
-        return self._spawn("worker", ["worker", "--loglevel", "warning"], self._env(
-            LIENTHONG_DATA_DIR=str(self.workdir / f"worker{n}-data"),
-            LIENTHONG_WORKER_PORT=str(free_port())))
-
-    def start_gateway(self, bootstrap: str | None = None) -> str:
-        return self._spawn("gateway", [
-            "gateway", "--port", str(self.gateway_port), "--keys-file", str(self.keys_file),
-            "--spool-dir", str(self.workdir / "gateway-spool"),
-            "--bootstrap", bootstrap or self.bootstrap, "--kafka-timeout", "2"], self._env())
-
-    def start_delivery(self) -> str:
-        return self._spawn("delivery", [
-            "delivery", "--bootstrap", self.bootstrap, "--catalog", str(self.routed_catalogue),
-            "--keys-file", str(self.keys_file), "--group", f"{self.prefix}delivery",
-            "--metrics-port", "0", "--timeout", "5", "--backoff-base", "0.2",
-            "--backoff-max", "2", "--breaker-open", "1", "--breaker-open-max", "4"],
-            self._env())
-
-    def kill(self, label: str) -> None:
-        """SIGKILL, as a crash would."""
-        proc = self.procs[label]
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-
-    def crashed(self, killed: set[str]) -> list[str]:
-        return [label for label, p in self.procs.items()
-                if p.poll() is not None and label not in killed]
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-    def log_tail(self, label: str, chars: int = 1500) -> str:
-        path = self.workdir / f"{label}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-    async def gateway_ready(self, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError, ValueError):
-                    answer = await client.get(f"{self.gateway_url}/healthz")
-                    if answer.status_code == 200:
-                        return dict(answer.json())
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"the gateway did not answer in {timeout:.0f} s")
+def prepare(hub: LocalHub, catalogue: Catalogue, doubles_url: str) -> None:
+    """Topics, a key per agency, and every agency's system played by a double."""
+    hub.workdir.mkdir(parents=True, exist_ok=True)
+    hub.create_topics()
+    hub.write_keys(catalogue)
+    hub.route_to_doubles(catalogue, doubles_url)
 
 
 # -- scenarios ----------------------------------------------------------------------------------
@@ -298,20 +185,31 @@ class Stage:
 class Run:
     """What a scenario's fault needs and records."""
 
-    stage: Stage
+    hub: LocalHub
     traffic: Traffic
     doubles: Doubles
     expectation: Expectation
     broker: Any  # EmbeddedKafka or None (an external cluster cannot be killed)
     seconds: float
-    killed: set[str] = field(default_factory=set)
     repaired_at: float | None = None  # monotonic instant of the repair
     notes: list[str] = field(default_factory=list)
+    stall_after: float = 60.0  # see when_sent
 
     async def when_sent(self, fraction: float) -> None:
-        """Until ``fraction`` of the traffic was started and something reached a destination."""
+        """Until ``fraction`` of the traffic was started and something reached a destination.
+
+        If nothing has reached one ``stall_after`` seconds after the last event was sent, the
+        fault goes ahead anyway (and says so in the notes): the scenario still ends, with the
+        checker's verdict on what was lost."""
         want = int(len(self.traffic.events) * fraction)
+        all_sent_at: float | None = None
         while self.traffic.sent < want or self.doubles.stats()["totals"]["applications"] == 0:
+            if self.traffic.sent >= len(self.traffic.events):
+                all_sent_at = all_sent_at or time.monotonic()
+                if time.monotonic() - all_sent_at > self.stall_after:
+                    self.notes.append(f"nothing reached a destination {self.stall_after:g} s "
+                                      "after the traffic ended")
+                    return
             await asyncio.sleep(0.1)
 
     def busiest_agency(self) -> str:
@@ -325,17 +223,15 @@ Fault = Callable[[Run], Awaitable[None]]
 
 async def worker_killed(run: Run) -> None:
     await run.when_sent(0.35)
-    run.stage.kill("worker0")
-    run.killed.add("worker0")
+    run.hub.kill("worker0")
     await asyncio.sleep(2.0)
-    run.stage.start_worker()
+    run.hub.start_worker()
     run.repaired_at = time.monotonic()
 
 
 async def one_of_two_workers_killed(run: Run) -> None:
     await run.when_sent(0.35)
-    run.stage.kill("worker0")
-    run.killed.add("worker0")
+    run.hub.kill("worker0")
     run.repaired_at = time.monotonic()  # the survivor takes over: nothing to restart
 
 
@@ -356,13 +252,12 @@ async def gateway_killed_with_spool(run: Run) -> None:
     want = int(len(run.traffic.events) * 0.35)
     while run.traffic.sent < want:
         await asyncio.sleep(0.1)
-    health = await run.stage.gateway_ready()
+    health = await run.hub.gateway_ready()
     run.notes.append(f"killed holding {health.get('spooled')} spooled events")
-    run.stage.kill("gateway0")
-    run.killed.add("gateway0")
+    run.hub.kill("gateway0")
     await asyncio.sleep(2.0)
-    run.stage.start_gateway()
-    await run.stage.gateway_ready()
+    run.hub.start_gateway()
+    await run.hub.gateway_ready()
     run.repaired_at = time.monotonic()
 
 
@@ -465,46 +360,48 @@ async def run_scenario(scenario: Scenario, *, bootstrap: str, broker: Any, workd
     began = time.monotonic()
     catalogue_path = Settings.from_env().catalog_path
     catalogue = load_catalogue(catalogue_path)
-    stage = Stage(bootstrap, workdir / scenario.name, catalogue_path,
-                  replication=3 if scenario.brokers >= 3 else 1)
+    clock_epoch = time.time()
+    hub = scenario_hub(bootstrap, workdir / scenario.name, catalogue_path,
+                       replication=3 if scenario.brokers >= 3 else 1, clock_epoch=clock_epoch)
     events = traffic_plan(catalogue, int(rate * seconds))
     doubles = Doubles(list(catalogue.agencies))
     echo(f"[{scenario.name}] {scenario.summary}: {len(events)} events at {rate:g}/s, "
-         f"hub prefix {stage.prefix}, logs in {stage.workdir}")
+         f"hub prefix {hub.prefix}, logs in {hub.workdir}")
     async with running(doubles) as doubles_url:
-        await asyncio.to_thread(stage.prepare, catalogue, doubles_url)
+        await asyncio.to_thread(prepare, hub, catalogue, doubles_url)
         try:
-            stage.start_delivery()
+            hub.start_delivery(*DELIVERY_OPTIONS)
             for _ in range(scenario.workers):
-                stage.start_worker()
+                hub.start_worker()
             dead = f"127.0.0.1:{free_port()}"
-            stage.start_gateway(dead if scenario.gateway_starts_on_dead_broker else None)
-            await stage.gateway_ready()
-            traffic = Traffic(stage.gateway_url, stage.keys_file, events, rate,
+            hub.start_gateway(dead if scenario.gateway_starts_on_dead_broker else None)
+            await hub.gateway_ready()
+            traffic = Traffic(hub.gateway_url, hub.keys_file, events, rate,
                               give_up_after=seconds + 120)
             # The expectation over the whole plan names the busiest destination up front;
             # the checker's own is computed over what was accepted.
-            run = Run(stage, traffic, doubles, expect(events, catalogue, LUNCH), broker, seconds)
+            run = Run(hub, traffic, doubles, expect(events, catalogue, LUNCH), broker, seconds)
             fault = asyncio.create_task(scenario.fault(run))
             sending = asyncio.create_task(traffic.run())
             while not sending.done():
-                crashed = stage.crashed(run.killed)
+                crashed = hub.crashed()
                 if crashed:
                     run.notes.append(f"{', '.join(crashed)} exited unexpectedly")
                     break
                 await asyncio.sleep(0.5)
             await sending
             await fault
-            expectation = expect(traffic.accepted, catalogue, LUNCH, until=_virtual_now(stage))
+            expectation = expect(traffic.accepted, catalogue, LUNCH,
+                                 until=_virtual_now(clock_epoch))
             run.expectation = expectation
             verdict = await _settle(run, settle)
-            crashed = stage.crashed(run.killed)
+            crashed = hub.crashed()
             if crashed:
                 run.notes.append(f"exited unexpectedly: {', '.join(crashed)}")
                 for label in crashed:
-                    echo(f"[{scenario.name}] {label} log:\n{stage.log_tail(label)}")
+                    echo(f"[{scenario.name}] {label} log:\n{hub.log(label, 1500)}")
         finally:
-            await asyncio.to_thread(stage.stop_all)
+            await asyncio.to_thread(hub.stop_all)
     if traffic.refused:
         run.notes.append(f"refused by the gateway: {dict(traffic.refused)}")
     if traffic.abandoned:
@@ -519,10 +416,10 @@ async def run_scenario(scenario: Scenario, *, bootstrap: str, broker: Any, workd
     return result
 
 
-def _virtual_now(stage: Stage) -> datetime:
+def _virtual_now(clock_epoch: float) -> datetime:
     from datetime import timedelta
 
-    return LUNCH + timedelta(seconds=time.time() - stage.clock_epoch)
+    return LUNCH + timedelta(seconds=time.time() - clock_epoch)
 
 
 async def _settle(run: Run, timeout: float) -> Verdict:
@@ -530,7 +427,7 @@ async def _settle(run: Run, timeout: float) -> Verdict:
     expected delivery applied or parked, every expected alert in the feed."""
     deadline = time.monotonic() + timeout
     while True:
-        output = await asyncio.to_thread(read_hub, run.stage.bootstrap, run.stage.names)
+        output = await asyncio.to_thread(read_hub, run.hub.bootstrap, run.hub.names)
         verdict = check(run.expectation, output, destinations_from_doubles(run.doubles))
         settled = verdict.lost == verdict.parked and not verdict.alerts_missing \
             and not verdict.events_lost
@@ -538,7 +435,7 @@ async def _settle(run: Run, timeout: float) -> Verdict:
             break
         await asyncio.sleep(2.0)
     await asyncio.sleep(1.0)  # anything repeated late would arrive meanwhile
-    output = await asyncio.to_thread(read_hub, run.stage.bootstrap, run.stage.names)
+    output = await asyncio.to_thread(read_hub, run.hub.bootstrap, run.hub.names)
     return check(run.expectation, output, destinations_from_doubles(run.doubles))
 
 

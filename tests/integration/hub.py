@@ -1,112 +1,33 @@
-"""Real hub parts for integration tests: workers as subprocesses, the gateway app on loopback,
-topic readers."""
+"""Real hub parts for integration tests: the local hub (``lienthong.deploy.local``), the
+gateway app on loopback, topic readers."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from lienthong.connectors.gateway import KafkaSink, Publisher, Spool, build_app
 from lienthong.connectors.http import KeyRing
 from lienthong.connectors.http.serving import listening
 from lienthong.connectors.postal.webhook import mount_postal
-from lienthong.deploy.embedded.broker import free_port
-from lienthong.schemas import codec, topics
+from lienthong.deploy.local import LocalHub
+from lienthong.schemas import codec
 from lienthong.schemas.codec import encode_event
-from lienthong.services.settings import Settings
+from lienthong.services.settings import SAMPLE_CATALOGUE
 
 ROOT = Path(__file__).parents[2]
-CATALOGUE = ROOT / "examples" / "province-h99.yaml"
+CATALOGUE = SAMPLE_CATALOGUE
 
 
-
-@dataclass
-class Hub:
-    """One isolated hub on the session broker: its own topic prefix and app id."""
-
-    bootstrap: str
-    workdir: Path
-    partitions: int = 4
-    prefix: str = field(default_factory=lambda: f"h{uuid.uuid4().hex[:8]}.")
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    worker_ports: list[int] = field(default_factory=list)
-
-    @property
-    def settings(self) -> Settings:
-        return Settings(kafka_bootstrap_servers=self.bootstrap, partitions=self.partitions,
-                        topic_prefix=self.prefix, app_id=f"{self.prefix}worker",
-                        catalog_path=CATALOGUE, data_dir=self.workdir)
-
-    @property
-    def names(self) -> topics.TopicNames:
-        return topics.names(self.settings)
-
-    def create_topics(self) -> None:
-        topics.ensure_topics(self.bootstrap, self.settings)
-
-    def start_worker(self, clock: str = "wall") -> subprocess.Popen[bytes]:
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-               "LIENTHONG_TOPIC_PREFIX": self.prefix,
-               "LIENTHONG_PARTITIONS": str(self.partitions),
-               "LIENTHONG_APP_ID": self.settings.app_id,
-               "LIENTHONG_CATALOG": str(CATALOGUE), "LIENTHONG_CLOCK": clock,
-               "LIENTHONG_DATA_DIR": str(self.workdir / f"w{len(self.workers)}"),
-               "LIENTHONG_WORKER_PORT": str(self._new_port())}
-        log = open(self.workdir / f"worker{len(self.workers)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "lienthong.services.cli", "worker",
-                                 "--loglevel", "info"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=self.workdir)
-        self.workers.append(proc)
-        return proc
-
-    def _new_port(self) -> int:
-        self.worker_ports.append(free_port())
-        return self.worker_ports[-1]
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-
-    def stop_all(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.workers:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-    def live(self) -> list[subprocess.Popen[bytes]]:
-        """Workers not killed on purpose (a test watches these for crashes)."""
-        return [p for p in self.workers if p.returncode is None]
-
-    def log(self, index: int = 0) -> str:
-        index = index % max(1, len(self.workers))
-        return (self.workdir / f"worker{index}.log").read_text(errors="replace")[-4000:]
-
-    def producer(self) -> KafkaProducer:
-        return KafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                             enable_idempotence=True, linger_ms=2)
-
-    def publish(self, events: list[dict[str, Any]]) -> None:
-        producer = self.producer()
-        for e in events:
-            producer.send(self.names.events, key=e["dossier"].encode(),
-                          value=codec.EVENTS.encode(e))
-        producer.flush()
-        producer.close()
+#: The hub the integration tests run: one isolated hub on the session broker (its own topic
+#: prefix and app id), workers as subprocesses with free ports and logs in the test's directory.
+Hub = LocalHub
 
 
 class TopicReader:

@@ -1,7 +1,9 @@
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lienthong.services.clock import ScaledClock, WallClock, clock_from_spec
 
@@ -25,3 +27,13 @@ def test_wall_is_the_default() -> None:
 def test_bad_clock_specs_say_what_is_wrong(spec: str) -> None:
     with pytest.raises(ValueError, match="clock"):
         clock_from_spec(spec)
+
+
+@given(origin=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+                           timezones=st.sampled_from([UTC, timezone(timedelta(hours=7))])),
+       speed=st.floats(min_value=0.001, max_value=1e6, allow_nan=False),
+       epoch=st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_a_scaled_clock_spec_gives_another_process_the_very_same_clock(
+        origin: datetime, speed: float, epoch: float) -> None:
+    clock = ScaledClock(origin=origin, speed=speed, epoch=epoch)
+    assert clock_from_spec(clock.spec()) == clock

@@ -392,3 +392,46 @@ async def test_every_page_has_the_search_box_in_its_header(site: Site) -> None:
             text = (await c.get(path)).text
             header = text[text.index("<header"):text.index("</header>")]
             assert 'action="/search"' in header and 'name="q"' in header, path
+
+
+async def test_a_simulated_clock_is_named_in_the_header_in_both_languages() -> None:
+    from lienthong.services.clock import ScaledClock
+
+    origin = datetime.fromisoformat("2026-12-03T07:30:00+07:00")
+    sim = ScaledClock(origin=origin, speed=60.0, epoch=1796298855.5)
+    board = OpsBoard(CATALOGUE)
+    board.apply_snapshot(snap("D-COMMUNE"))
+    app = create_app(board, {"privileged": Operator("privileged", HASH, "admin", None, True)},
+                     clock=lambda: NOW, secret=b"0123456789abcdef0123456789abcdef",
+                     simulated=sim)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    tcp = web.TCPSite(runner, "127.0.0.1", 0)
+    await tcp.start()
+    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        site = Site(f"http://127.0.0.1:{port}", board, app, AuditLog(None), [])
+        async with site.login("privileged") as c:
+            vi = (await c.get("/")).text
+            badge = re.search(r'<span class="clock sim"[^>]*>.*?</span></span>|'
+                              r'<span class="clock sim".*?</small></span>', vi, re.S)
+            assert badge is not None, vi[:2000]
+            text = re.sub(r"<[^>]+>", "", badge.group(0))
+            # the board's instant (NOW) and the origin, as the footer and slips write them
+            assert "Giờ mô phỏng" in text and "09:00 02/12/2026" in text
+            assert "×60" in text and "07:30 03/12/2026" in text
+            assert 'data-speed="60.0"' in badge.group(0)
+            en = (await c.get("/?lang=en")).text
+            assert "Simulated time" in en and "2026-12-03 07:30" in en
+            data = (await c.get("/api/board")).json()
+            assert data["clock"] == {"simulated": True, "speed": 60.0,
+                                     "origin": "2026-12-03T07:30:00+07:00"}
+            assert data["now"] == NOW.isoformat()
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_wall_clock_shows_no_simulation_badge(site: Site) -> None:
+    async with site.login("province") as c:
+        assert 'id="sim-clock"' not in (await c.get("/")).text
+        assert (await c.get("/api/board")).json()["clock"] == {"simulated": False}

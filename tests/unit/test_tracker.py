@@ -34,7 +34,8 @@ class RecordingOutputs:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.fail = False
 
-    async def send(self, kind: str, key: bytes | None, value: bytes) -> Any:
+    async def send(self, kind: str, key: bytes | None, value: bytes,
+                   partition: int | None = None) -> Any:
         if self.fail:
             raise ConnectionError("broker gone")
         self.sent.append((kind, key, value))

@@ -8,6 +8,27 @@
     var t = e.target;
     if (t && t.getAttribute && t.getAttribute("data-action") === "print") { window.print(); }
   });
+  // Demo: the header's simulated clock ticks on between redraws (origin + real time x speed).
+  var sim = document.getElementById("sim-clock");
+  var simNow = document.getElementById("sim-now");
+  function simText() {
+    var at = Number(sim.getAttribute("data-origin")) +
+      (Date.now() - Number(sim.getAttribute("data-epoch"))) * Number(sim.getAttribute("data-speed"));
+    var opts = {hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit",
+                year: "numeric", hour12: false};
+    var tz = sim.getAttribute("data-tz");
+    if (tz) { opts.timeZone = tz; }
+    var p = {};
+    new Intl.DateTimeFormat("en-GB", opts).formatToParts(new Date(at)).forEach(function (x) {
+      p[x.type] = x.value;
+    });
+    return document.documentElement.lang === "vi"
+      ? p.hour + ":" + p.minute + " " + p.day + "/" + p.month + "/" + p.year
+      : p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute;
+  }
+  if (sim && simNow) {
+    setInterval(function () { simNow.textContent = simText(); }, 1000);
+  }
   if (!main || !status || !window.EventSource) { return; }
   var topics = (main.getAttribute("data-topics") || "").split(" ").filter(Boolean);
   var busy = false, again = false, last = 0;
@@ -43,7 +64,10 @@
           }
           main.innerHTML = html;
           var stamp = document.getElementById("updated-at");
-          if (stamp) { stamp.textContent = new Date().toLocaleTimeString(document.documentElement.lang); }
+          if (stamp) {
+            stamp.textContent = (sim && simNow) ? simText()
+              : new Date().toLocaleTimeString(document.documentElement.lang);
+          }
           document.dispatchEvent(new CustomEvent("lienthong:updated"));
         })
         .catch(function () {})
