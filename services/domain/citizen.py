@@ -445,7 +445,9 @@ def plan(event: Mapping[str, Any], facts: DossierFacts | None, *, now: datetime,
         if reason is not None:
             skipped.append(Skip(mid, facts.dossier, event_id, kind, channel, reason))
             continue
-        start = max(now, at)
+        # From when it is planned: an event stamped a little ahead (a source's clock) is not
+        # waited for.
+        start = now
         release = start
         if policy.quiet_hours is not None and channel in policy.quiet:
             release = policy.quiet_hours.release(start, wording.tz)

@@ -262,3 +262,11 @@ def test_a_zalo_message_refused_for_good_falls_back_to_an_unaccented_sms_once() 
     no_phone = facts_of(received(zalo_user_id="1234567890123"))
     assert no_phone is not None and sms_fallback(
         zalo, no_phone, now=at("2026-11-25T10:00:03+07:00"), tz=TZ) is None
+
+
+def test_an_event_stamped_a_little_ahead_is_told_at_once_not_at_its_stamp() -> None:
+    # The source system's clock runs 2 minutes fast: the message goes when it is planned.
+    ev = event("result_ready", at="2026-11-25T10:02:00+07:00", decision="approved")
+    p = plan(ev, FACTS, now=at("2026-11-25T10:00:00+07:00"), wording=WORDING)
+    assert {m.not_before for m in p.messages} == {at("2026-11-25T10:00:00+07:00")}
+    assert not any(m.held for m in p.messages)
