@@ -165,6 +165,10 @@ async def test_a_dossiers_events_give_the_right_messages_once(
               ev("handoff", d, t + timedelta(seconds=3), agency=POLICE, to_agency=COMMUNE),
               ev("result_ready", d, t + timedelta(seconds=4), decision="approved")]
     events.append(dict(events[-1]))              # the same event read twice
+    garbage = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    garbage.send(names.events, b"\xc3\x01not an event", key=d.encode())   # the worker
+    garbage.flush()                                   # dead-letters it; here it tells nobody
+    garbage.close()
     produce(kafka_bootstrap, names.events, events)
     async with running(kafka_bootstrap, names, tmp_path / "n.sqlite", clock=clock) as r:
         # received, hand-off to the police, supplement, result: the hand-back is not told.
@@ -185,6 +189,7 @@ async def test_a_dossiers_events_give_the_right_messages_once(
         body = (await _get(r.base + "/metrics")).decode()
         assert 'lienthong_citizen_send_attempts_total{channel="sms",outcome="accepted"} 4.0' \
             in body
+        assert "lienthong_citizen_undecodable_events_total 1.0" in body
     # The dashboard's read model shows them on the dossier's tracking slip.
     board = OpsBoard(CATALOGUE)
     feed = StatusFeed(kafka_bootstrap, board, FeedTopics(names.status, citizen=names.citizen),

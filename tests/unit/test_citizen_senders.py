@@ -113,3 +113,39 @@ async def test_the_doubles_server_serves_the_sms_and_zalo_providers_too() -> Non
             await sms.close()
             await zalo.close()
     assert len(doubles.sms.taken) == 1 and len(doubles.zalo.taken) == 1
+
+
+async def test_the_webhooks_refuse_a_wrong_token_and_say_what_is_wrong_with_a_body(
+        tmp_path: object) -> None:
+    from pathlib import Path
+
+    import httpx
+
+    from lienthong.connectors.citizen import CitizenNotifier, Topics
+    from lienthong.services.domain.catalogue import load_catalogue
+
+    catalogue = load_catalogue(Path(__file__).parents[2] / "examples" / "province-h99.yaml")
+    store = NoticeStore(Path(str(tmp_path)) / "w.sqlite")
+    notifier = CitizenNotifier("unused:9092", catalogue, store, {}, Topics("ev", "cn"),
+                               callback_token="s3cret")
+    async with listening(notifier.build_app()) as url, httpx.AsyncClient(base_url=url) as c:
+        r = await c.post("/v1/citizen/sms/reports", json={"id": "x", "status": "DELIVERED"})
+        assert r.status_code == 401 and r.json()["error"] == "bad_token"
+        ok = "?token=s3cret"
+        r = await c.post(f"/v1/citizen/sms/reports{ok}", content=b"{not json")
+        assert r.status_code == 400 and r.json()["error"] == "not_json"
+        r = await c.post(f"/v1/citizen/sms/reports{ok}", json={"id": "x", "status": "MAYBE"})
+        assert r.status_code == 422 and r.json()["error"] == "unknown_status"
+        r = await c.post(f"/v1/citizen/sms/reports{ok}", json={"id": "x", "status": "FAILED"})
+        assert r.status_code == 200 and r.json() == {"applied": False}   # no such message
+        r = await c.post(f"/v1/citizen/sms/inbound{ok}", json={"from": "12", "text": "STOP"})
+        assert r.status_code == 422 and r.json()["error"] == "bad_number"
+        r = await c.post(f"/v1/citizen/sms/inbound{ok}",
+                         json={"from": "0912345678", "text": "Từ chối"})
+        assert r.json() == {"opted_out": True} and store.opted_out("sms", "84912345678")
+        r = await c.post(f"/v1/citizen/zalo/events{ok}", json={"event_name": "unfollow"})
+        assert r.status_code == 422 and r.json()["fields"] == ["follower.id"]
+        assert (await c.get("/healthz")).status_code == 503           # not reading yet
+        metrics = (await c.get("/metrics")).text
+        assert 'lienthong_citizen_optouts_total{channel="sms"} 1.0' in metrics
+    store.close()
