@@ -231,6 +231,7 @@ class CitizenNotifier:
         skipped: list[Skip] = []
         positions: dict[int, int] = {}
         voids: list[tuple[str, str]] = []
+        ended: list[str] = []
         for tp, records in batches.items():
             for rec in records:
                 positions[tp.partition] = rec.offset + 1
@@ -245,6 +246,8 @@ class CitizenNotifier:
                 dossier = event.get("dossier")
                 if not isinstance(dossier, str):
                     continue
+                if event.get("type") in ("returned", "withdrawn", "stopped"):
+                    ended.append(dossier)
                 if event.get("type") == "event_voided":
                     voids.append((dossier, str(event.get("voided_event_id"))))
                     continue
@@ -266,7 +269,7 @@ class CitizenNotifier:
                 messages += [(m, ts) for m in p.messages]
                 skipped += p.skipped
         added = self.store.apply(self.topics.events, positions, facts, messages, skipped, now,
-                                 voids)
+                                 voids, ended)
         for m in added:
             self.metrics.planned.labels(m.channel, m.kind).inc()
         for s in skipped:
@@ -319,14 +322,13 @@ class CitizenNotifier:
                 now = self.clock.now()
                 self.metrics.attempts.labels(m.channel, result.outcome).inc()
                 if result.outcome == "accepted":
-                    await asyncio.to_thread(self.store.handed, m, result.provider_id, now)
+                    await asyncio.to_thread(self.store.handed, m, result.provider_id, now,
+                                            final=m.channel == "email")
                     if m.event_ts is not None:
                         self.metrics.handover.labels(m.channel).observe(
                             max(0.0, time.time() - m.event_ts))
                     log.info("citizen: %s %s of %s to %s taken", m.channel, m.kind, m.dossier,
                              mask(m.channel, m.address))
-                    if m.channel == "email":      # SMTP has no delivery report to wait for
-                        await asyncio.to_thread(self.store.finish_unreported, "email", now)
                     return
                 if result.throttled:
                     # Over the provider's rate: the whole channel waits, the message keeps
@@ -399,6 +401,7 @@ class CitizenNotifier:
                 # finished more than ``keep`` ago are erased (their ids stay).
                 purged = time.monotonic()
                 erased = await asyncio.to_thread(self.store.purge, self.clock.now() - self.keep)
+                self._facts.clear()     # the cache must not outlive what was erased
                 if erased:
                     log.info("citizen: erased the contacts of %d finished messages", erased)
 

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS progress (
 CREATE TABLE IF NOT EXISTS dossiers (
     dossier TEXT PRIMARY KEY, procedure TEXT NOT NULL, agency TEXT NOT NULL,
     received_at TEXT NOT NULL, appointment_at TEXT, phone TEXT, email TEXT, zalo TEXT,
-    stored_at REAL NOT NULL);
+    stored_at REAL NOT NULL, ended_at REAL);
 CREATE TABLE IF NOT EXISTS messages (
     message_id TEXT PRIMARY KEY, dossier TEXT NOT NULL, event_id TEXT NOT NULL,
     kind TEXT NOT NULL, channel TEXT NOT NULL, address TEXT, subject TEXT, text TEXT,
@@ -163,7 +163,8 @@ class NoticeStore:
 
     def apply(self, topic: str, positions: Mapping[int, int], facts: Iterable[DossierFacts],
               messages: Iterable[tuple[Message, float | None]], skipped: Iterable[Skip],
-              now: datetime, voids: Iterable[tuple[str, str]] = ()) -> list[Message]:
+              now: datetime, voids: Iterable[tuple[str, str]] = (),
+              ended: Iterable[str] = ()) -> list[Message]:
         """One batch, atomically: facts, messages (with the event's Kafka timestamp), skips,
         their reports, and each partition's next offset. Returns the messages newly planned
         (not those planned before, when a batch is read again)."""
@@ -172,7 +173,7 @@ class NoticeStore:
         with self._tx() as db:
             for f in facts:
                 db.execute(
-                    "INSERT OR IGNORE INTO dossiers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO dossiers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                     (f.dossier, f.procedure, f.agency, f.received_at.isoformat(),
                      f.appointment_at.isoformat() if f.appointment_at else None,
                      f.contacts.phone, f.contacts.email, f.contacts.zalo_user_id, now_ts))
@@ -203,6 +204,9 @@ class NoticeStore:
                                  "skipped", now_ts, s.reason, None)
             for dossier, event_id in voids:     # after the messages: a void may follow its
                 self._void(db, dossier, event_id, now_ts)   # event in the same batch
+            for dossier in ended:              # returned, withdrawn or stopped
+                db.execute("UPDATE dossiers SET ended_at = ? WHERE dossier = ?"
+                           " AND ended_at IS NULL", (now_ts, dossier))
             for partition, offset in positions.items():
                 db.execute("INSERT INTO progress VALUES (?, ?, ?) ON CONFLICT (topic, partition)"
                            " DO UPDATE SET next_offset = excluded.next_offset",
@@ -237,13 +241,16 @@ class NoticeStore:
         rows = self._query("SELECT MIN(next_try) FROM messages WHERE status = 'queued'")
         return rows[0][0] if rows else None
 
-    def handed(self, m: StoredMessage, provider_id: str | None, now: datetime) -> None:
-        """The provider took the message."""
+    def handed(self, m: StoredMessage, provider_id: str | None, now: datetime, *,
+               final: bool = False) -> None:
+        """The provider took the message; ``final`` for a channel with no delivery report
+        (e-mail: handed to the relay is as far as it goes)."""
         ts = _ts(now)
         with self._tx() as db:
             cur = db.execute("UPDATE messages SET status = 'sent', provider_id = ?, handed_at = ?,"
-                             " attempts = attempts + 1 WHERE message_id = ? AND status = 'queued'",
-                             (provider_id, ts, m.message_id))
+                             " attempts = attempts + 1, finished_at = ? WHERE message_id = ?"
+                             " AND status = 'queued'",
+                             (provider_id, ts, ts if final else None, m.message_id))
             if cur.rowcount:
                 self._report(db, m.dossier, m.message_id, m.event_id, m.kind, m.channel,
                              "sent", ts, f"provider id {provider_id}" if provider_id else "",
@@ -294,12 +301,6 @@ class NoticeStore:
             " WHERE status = 'sent' AND channel = ? AND handed_at <= ? ORDER BY handed_at"
             " LIMIT ?", (channel, _ts(handed_before), limit))
         return [StoredMessage(*r) for r in rows]
-
-    def finish_unreported(self, channel: str, now: datetime) -> None:
-        """A channel with no delivery reports (e-mail): handed over is as far as it goes."""
-        with self._tx() as db:
-            db.execute("UPDATE messages SET finished_at = ? WHERE channel = ? AND status = 'sent'"
-                       " AND finished_at IS NULL", (_ts(now), channel))
 
     # -- opt-out ---------------------------------------------------------------------------------
 
@@ -356,14 +357,18 @@ class NoticeStore:
     # -- housekeeping and figures ----------------------------------------------------------------
 
     def purge(self, before: datetime) -> int:
-        """Forget finished messages and quiet dossiers older than ``before`` (Decree 13/2023:
-        personal data no longer than needed); message ids stay, so nothing is sent twice."""
+        """Erase the addresses and texts of messages finished before ``before`` and the
+        contacts of dossiers ended before it (Decree 13/2023: personal data no longer than
+        needed); message ids stay, so nothing is sent twice."""
         ts = _ts(before)
         with self._tx() as db:
+            # Finished, or handed over long ago with no delivery report ever coming.
             cur = db.execute("UPDATE messages SET address = NULL, text = NULL, subject = NULL"
-                             " WHERE finished_at IS NOT NULL AND finished_at < ?"
-                             " AND address IS NOT NULL", (ts,))
-            db.execute("DELETE FROM dossiers WHERE stored_at < ? AND dossier NOT IN"
+                             " WHERE address IS NOT NULL AND (finished_at < ?"
+                             " OR (status = 'sent' AND handed_at < ?))", (ts, ts))
+            # A dossier's contacts are kept while it is open (a result may come months
+            # after the receipt) and ``before`` after it ended.
+            db.execute("DELETE FROM dossiers WHERE ended_at < ? AND dossier NOT IN"
                        " (SELECT dossier FROM messages WHERE status IN ('queued', 'sent'))",
                        (ts,))
             return cur.rowcount
@@ -382,10 +387,3 @@ class NoticeStore:
                  "to": mask(r[3], r[4]), "status": r[5], "attempts": r[6], "detail": r[7],
                  "not_before": _iso(r[8]), "handed_at": _iso(r[9]) if r[9] else None}
                 for r in rows]
-
-    def handover_seconds(self) -> list[float]:
-        """For each message handed over unheld: provider acceptance minus the event's Kafka
-        timestamp (the SLO's figure)."""
-        return [r[0] for r in self._query(
-            "SELECT handed_at - event_ts FROM messages WHERE handed_at IS NOT NULL AND event_ts"
-            " IS NOT NULL AND held = 0")]

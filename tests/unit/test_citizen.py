@@ -241,6 +241,14 @@ def test_the_store_plans_each_message_once_and_keeps_the_offset(tmp_path: Path) 
     assert store.opt_out("email", "a.nguyen@example.vn", "operator", now)
     assert store.opted_out("email", "a.nguyen@example.vn")
     assert [m["status"] for m in store.messages_of(DOSSIER)] == ["delivered", "skipped"]
+    # 30 days on, the addresses and texts are gone; the ids stay, so nothing is sent again.
+    assert store.purge(now + timedelta(days=30)) == 2
+    assert {m["to"] for m in store.messages_of(DOSSIER)} == {"-"}
+    assert store.apply("ev", {0: 5}, [], [(m, None) for m in p.messages], [], now) == []
+    assert store.facts(DOSSIER) == FACTS            # still open: its contacts are kept
+    store.apply("ev", {0: 6}, [], [], [], now, ended=[DOSSIER])
+    store.purge(now + timedelta(days=30))
+    assert store.facts(DOSSIER) is None             # ended 30 days ago: forgotten
     store.close()
 
 
