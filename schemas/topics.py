@@ -21,6 +21,11 @@ gateway.nonces      agency +   every nonce a gateway accepted (replay protection
                     nonce      gateways, ``connectors/gateway/shared_nonces.py``). Compacted and
                                deleted after 1 hour (a claim is live at most 10 minutes);
                                segments roll every 10 minutes so the deletion happens.
+citizen.            dossier    what the applicant was told and how it went (JSON, one record per
+notifications                  status of a message: queued, held, sent, delivered, failed,
+                               skipped), written by ``citizen-notify`` for the dossier's
+                               timeline. Masked addresses only. Kept 400 days (a year of
+                               complaints about "nobody told me" can be answered).
 ==================  =========  ==================================================================
 
 Partitions of the keyed topics come from ``Settings.partitions`` (one dossier's records stay in
@@ -48,6 +53,7 @@ DEADLETTER = "deadletter"
 CATALOG = "catalog"
 DOSSIER_STATUS = "dossier.status"
 GATEWAY_NONCES = "gateway.nonces"
+CITIZEN_NOTIFICATIONS = "citizen.notifications"
 
 LEGAL_RECORD = (DOSSIER_EVENTS, DEADLETTER)
 """Topics Kafka must never delete from (retention -1, never compacted): the legal record."""
@@ -81,17 +87,18 @@ class TopicNames:
     catalog: str
     status: str
     nonces: str
+    citizen: str = CITIZEN_NOTIFICATIONS
 
     def all(self) -> tuple[str, ...]:
         return (self.events, self.deliveries, self.alerts, self.deadletter, self.catalog,
-                self.status, self.nonces)
+                self.status, self.nonces, self.citizen)
 
 
 def names(settings: Settings) -> TopicNames:
     p = settings.topic_prefix
     return TopicNames(events=p + DOSSIER_EVENTS, deliveries=p + DELIVERIES, alerts=p + ALERTS,
                       deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS,
-                      nonces=p + GATEWAY_NONCES)
+                      nonces=p + GATEWAY_NONCES, citizen=p + CITIZEN_NOTIFICATIONS)
 
 
 def specs(settings: Settings) -> list[TopicSpec]:
@@ -113,6 +120,7 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(n.catalog, 1, rf, {**common, **_COMPACTED}),
         TopicSpec(n.status, keyed, rf, {**common, **_COMPACTED}),
         TopicSpec(n.nonces, keyed, rf, {**common, **_NONCES}),
+        TopicSpec(n.citizen, keyed, rf, {**common, "retention.ms": str(400 * _DAY_MS)}),
     ]
 
 

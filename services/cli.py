@@ -44,6 +44,8 @@ register("conformance", "lienthong.connectors.conformance.cli",
          "check a vendor's integration against a hub: signing, contract, rejections, inbox")
 register("correct", "lienthong.services.ops.correct_cli",
          "void a wrong event of a dossier or enter a correcting one (operators allowed to)")
+register("citizen-notify", "lienthong.connectors.citizen.cli",
+         "tell applicants by SMS, Zalo OA or e-mail what happens to their dossiers")
 register("deadletter", "lienthong.connectors.delivery.deadletter_cli",
          "list parked messages or re-send them (deadletter list|resend)")
 register("doubles", "lienthong.connectors.doubles.cli",

@@ -69,6 +69,32 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False,
                                       metadata={"env": "LIENTHONG_SMTP_PASSWORD"})
 
+    #: LIENTHONG_CITIZEN_PORT — ``citizen-notify``'s HTTP port: providers' webhooks (delivery
+    #: reports, replies, Zalo events), /metrics, /healthz.
+    citizen_port: int = field(default=8600, metadata={"env": "LIENTHONG_CITIZEN_PORT"})
+    #: LIENTHONG_CITIZEN_PUBLIC_URL — where providers reach those webhooks (behind the data
+    #: centre's reverse proxy); unset: http://HOST:CITIZEN_PORT.
+    citizen_public_url: str | None = field(default=None,
+                                           metadata={"env": "LIENTHONG_CITIZEN_PUBLIC_URL"})
+    #: LIENTHONG_CITIZEN_QUIET_HOURS — local hours with no SMS ("21:00-07:00", or "off").
+    citizen_quiet_hours: str = field(default="21:00-07:00",
+                                     metadata={"env": "LIENTHONG_CITIZEN_QUIET_HOURS"})
+    #: LIENTHONG_SMS_URL — the brandname SMS gateway's base URL; unset: no SMS.
+    sms_url: str | None = field(default=None, metadata={"env": "LIENTHONG_SMS_URL"})
+    #: LIENTHONG_SMS_TOKEN — its API token (secret: environment only).
+    sms_token: str | None = field(default=None, repr=False,
+                                  metadata={"env": "LIENTHONG_SMS_TOKEN"})
+    #: LIENTHONG_SMS_BRANDNAME — the registered sender name shown on the phone.
+    sms_brandname: str = field(default="MOTCUA", metadata={"env": "LIENTHONG_SMS_BRANDNAME"})
+    #: LIENTHONG_ZALO_URL — the Zalo OA API's base URL (https://openapi.zalo.me); unset: no Zalo.
+    zalo_url: str | None = field(default=None, metadata={"env": "LIENTHONG_ZALO_URL"})
+    #: LIENTHONG_ZALO_TOKEN — the OA's access token (secret: environment only).
+    zalo_token: str | None = field(default=None, repr=False,
+                                   metadata={"env": "LIENTHONG_ZALO_TOKEN"})
+    #: LIENTHONG_CITIZEN_CALLBACK_TOKEN — the ``?token=`` providers put on webhook calls.
+    citizen_callback_token: str | None = field(
+        default=None, repr=False, metadata={"env": "LIENTHONG_CITIZEN_CALLBACK_TOKEN"})
+
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         """Settings from the environment; ``overrides`` (e.g. command-line options) win.

@@ -7,8 +7,10 @@ and the national portal.
     catalogue = point_catalogue_at(catalogue, "http://127.0.0.1:9800")
 
 Paths: ``/agencies/{code}/inbox`` (and ``control``, ``changes``, ``dossiers/{dossier}``,
-``stats``), ``/vnpost/...``, ``/dvcqg/...``, ``GET /stats`` (applications, receipts,
-duplicates per destination) and ``GET /healthz``. See each double's module for its routes.
+``stats``), ``/vnpost/...``, ``/dvcqg/...``, the citizen-messaging providers under ``/sms``
+and ``/zalo`` (``doubles.messaging``; tokens ``sms-token``, ``zalo-token``), ``GET /stats``
+(applications, receipts, duplicates per destination) and ``GET /healthz``. See each
+double's module for its routes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from aiohttp import web
 
 from lienthong.connectors.doubles.agencies import AgencyDoubles
 from lienthong.connectors.doubles.dvcqg import PortalDouble
+from lienthong.connectors.doubles.messaging import SmsDouble, ZaloDouble
 from lienthong.connectors.doubles.vnpost import VNPostDouble
 from lienthong.connectors.http.serving import listening
 from lienthong.services.domain.catalogue import Catalogue, parse_catalogue
@@ -78,6 +81,9 @@ class Doubles:
                                    key=vnpost_key, auto_track_seconds=vnpost_auto_track_seconds,
                                    failed_every=vnpost_failed_every, now=now)
         self.portal = PortalDouble(systems.inbox(PORTAL))
+        # Citizen messaging providers (lienthong citizen-notify): /sms/v1/..., /zalo/v3.0/...
+        self.sms = SmsDouble()
+        self.zalo = ZaloDouble()
         for code, spec in (faults or {}).items():
             self.inbox(code).set_faults(spec)
 
@@ -117,6 +123,8 @@ class Doubles:
         self.portal.add_routes(app)
         app.router.add_get("/stats", self._stats)
         app.router.add_get("/healthz", self._healthz)
+        app.add_subapp("/sms", self.sms.build_app())
+        app.add_subapp("/zalo", self.zalo.build_app())
 
         async def lifecycle(app: web.Application) -> AsyncIterator[None]:
             yield

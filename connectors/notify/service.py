@@ -96,6 +96,16 @@ class SmtpSettings:
     timeout: float = 15.0
 
 
+def send_mail(s: SmtpSettings, msg: EmailMessage) -> None:
+    """One SMTP session through the relay (blocking: run it in a thread)."""
+    with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as client:
+        if s.starttls:
+            client.starttls(context=ssl.create_default_context())
+        if s.username:
+            client.login(s.username, s.password or "")
+        client.send_message(msg)
+
+
 class MailSender:
     """Sends plain-text UTF-8 mail with the standard library's ``smtplib`` (in a thread)."""
 
@@ -116,13 +126,7 @@ class MailSender:
         return msg
 
     def _send(self, msg: EmailMessage) -> None:
-        s = self.smtp
-        with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as client:
-            if s.starttls:
-                client.starttls(context=ssl.create_default_context())
-            if s.username:
-                client.login(s.username, s.password or "")
-            client.send_message(msg)
+        send_mail(self.smtp, msg)
 
     async def send(self, to: str, notice: Notice) -> None:
         await asyncio.to_thread(self._send, self.message(to, notice))

@@ -28,6 +28,8 @@ stricter JSON parser). The shape (DESIGN section 5)::
         steps:                                  # the expected route, in order
           - {agency: "@receiving", allot: {hours: 4}}
           - {agency: "000.02.10.H99", allot: {days: 2}}
+        citizen_messages:                       # optional: this procedure's wording of what
+          supplement: "Hồ sơ {dossier} cần bổ sung: {reason}."   # the applicant is told
 
 Versions. A procedure may appear several times with the same code: each entry is one complete
 version, in force from its ``effective_from`` date (province local time) until the next
@@ -60,6 +62,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from .calendar import DEFAULT_OFFICE_HOURS, WorkingCalendar
+from .citizen import NOTICE_KINDS, template_problem
 from .identifiers import agency_code_problem, procedure_code_problem
 
 LEVELS = ("province", "centre", "department", "district", "commune", "vertical", "system")
@@ -111,6 +114,13 @@ class Procedure:
     on_supplement: OnSupplement = "pause"
     steps: tuple[RouteStep, ...] = ()
     effective_from: date | None = None
+    # What the applicant is told, where this procedure words it differently from the
+    # defaults of ``citizen.DEFAULT_TEMPLATES``: (notice kind, template) pairs.
+    citizen_messages: tuple[tuple[str, str], ...] = ()
+
+    def citizen_template(self, kind: str) -> str | None:
+        """This procedure's own wording of notice ``kind``, if it has one."""
+        return dict(self.citizen_messages).get(kind)
 
 
 @dataclass(frozen=True)
@@ -286,6 +296,8 @@ def _procedure_dict(p: Procedure) -> dict[str, Any]:
     }
     if p.effective_from is not None:
         out["effective_from"] = p.effective_from.isoformat()
+    if p.citizen_messages:
+        out["citizen_messages"] = dict(p.citizen_messages)
     return out
 
 
@@ -378,7 +390,7 @@ _AGENCY_FIELDS = {"code", "name", "level", "parent", "endpoint", "alert_webhook"
 # One mailbox (a person or a distribution list); deliberately loose beyond the shape.
 _EMAIL = re.compile(r"^[^@\s,;<>]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _PROCEDURE_FIELDS = {"code", "name", "total", "same_day_cutoff", "on_supplement", "steps",
-                     "effective_from"}
+                     "effective_from", "citizen_messages"}
 _STEP_FIELDS = {"agency", "allot"}
 _ALLOT_UNITS = ("days", "hours")
 
@@ -721,6 +733,8 @@ class _Parser:
                 effective = self.day(effective, _join(path, "effective_from"))
             steps = self.steps(m["steps"], _join(path, "steps"), day_length) if (
                 "steps" in m) else ()
+            messages = self.citizen_messages(m.get("citizen_messages"),
+                                             _join(path, "citizen_messages"))
             if code is not None:
                 key = (code, effective)
                 if key in versions:
@@ -732,8 +746,26 @@ class _Parser:
                     versions[key] = i
             if len(self.problems) == before and code and name and total is not None:
                 out.append(Procedure(code, name, total, cutoff, cast(OnSupplement, rule),
-                                     steps, effective))
+                                     steps, effective, messages))
         return out
+
+    def citizen_messages(self, value: object, path: str) -> tuple[tuple[str, str], ...]:
+        """A procedure's own wording of citizen notices: {kind: template}."""
+        if value is None:
+            return ()
+        m = self.mapping(value, path, set(NOTICE_KINDS))
+        if m is None:
+            return ()
+        out: list[tuple[str, str]] = []
+        for kind, text in m.items():
+            if kind not in NOTICE_KINDS:
+                continue
+            problem = template_problem(text)
+            if problem:
+                self.problem(_join(path, str(kind)), problem)
+            else:
+                out.append((str(kind), cast(str, text)))
+        return tuple(out)
 
     def steps(self, value: object, path: str, day_length: timedelta) -> tuple[RouteStep, ...]:
         items = self.sequence(value, path)

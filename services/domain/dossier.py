@@ -845,3 +845,14 @@ def report(state: DossierState, catalogue: Catalogue, now: datetime) -> dict[str
         "late_agencies": late_agencies(state, catalogue, now, outcome),
         "steps": steps,
     }
+
+
+def appointment_of(catalogue: Catalogue, procedure_code: str, at: datetime) -> datetime | None:
+    """The hub's appointment (ngày hẹn trả kết quả) of a dossier of ``procedure_code`` received
+    at ``at``: what the receipt says and the applicant is told; None for an unknown procedure."""
+    procedure = catalogue.procedure(procedure_code, at)
+    if procedure is None:
+        return None
+    cal = catalogue.calendar
+    return Clock.start(cal, _clock_start(cal, at, procedure.same_day_cutoff), procedure.total,
+                       catalogue.due_soon).due

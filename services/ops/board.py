@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from lienthong.services.domain.catalogue import Catalogue
 from lienthong.services.domain.routing import (
@@ -453,6 +453,32 @@ class Slip:
     outcome: str                # as of ``now``: open becomes overdue once the due passes
     late_by: timedelta
     portal_expected: frozenset[int]
+    citizen_notices: tuple[CitizenNotice, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CitizenNotice:
+    """What the applicant was told (``citizen.notifications``): one message, latest status."""
+
+    message_id: str
+    kind: str
+    channel: str
+    to: str | None
+    status: str
+    at: datetime
+    detail: str
+
+    # A repeat of an earlier status (the notifier re-publishes after a crash) never moves a
+    # message back: queued/held < sent < delivered/failed/skipped.
+    RANK: ClassVar[Mapping[str, int]] = {"queued": 0, "held": 0, "sent": 1, "delivered": 2,
+                                         "failed": 2, "skipped": 2}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CitizenNotice:
+        at = _instant(data.get("at"), "at")
+        return cls(_text(data, "message_id"), _text(data, "kind"), _text(data, "channel"),
+                   _opt_text(data, "to"), _text(data, "status"), at,
+                   _opt_text(data, "detail") or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +510,8 @@ class OpsBoard:
             if a.parent is not None:
                 self._children.setdefault(a.parent, []).append(a.code)
         self._subtrees: dict[str, frozenset[str]] = {}
+        self._notices: OrderedDict[str, dict[str, CitizenNotice]] = OrderedDict()
+        self._max_notice_dossiers = max_alerts * 5
         self.version = 0
         self.rejected = 0
 
@@ -518,6 +546,26 @@ class OpsBoard:
         self.version += 1
         agencies = frozenset(a for a in (alert.agency,) if a)
         return Change("alerts", alert.dossier, agencies)
+
+    def add_citizen_notice(self, data: Mapping[str, Any]) -> Change | None:
+        """A message's new status from ``citizen.notifications``; None for a repeat."""
+        dossier = _text(data, "dossier")
+        notice = CitizenNotice.from_dict(data)
+        messages = self._notices.setdefault(dossier, {})
+        old = messages.get(notice.message_id)
+        rank = CitizenNotice.RANK
+        if old is not None and rank.get(notice.status, 0) <= rank.get(old.status, 0):
+            return None
+        messages[notice.message_id] = notice
+        self._notices.move_to_end(dossier)
+        while len(self._notices) > self._max_notice_dossiers:
+            self._notices.popitem(last=False)
+        self.version += 1
+        return Change("board", dossier, frozenset())
+
+    def citizen_notices(self, code: str) -> tuple[CitizenNotice, ...]:
+        """What the applicant of ``code`` was told, in the order the messages were planned."""
+        return tuple(self._notices.get(code, {}).values())
 
     def add_deadletter(self, partition: int, offset: int, data: Mapping[str, Any]) -> Change:
         record = DeadLetterRecord.from_dict(partition, offset, data)
@@ -867,7 +915,7 @@ class OpsBoard:
             elif outcome == "overdue":
                 outcome = "open"
         return Slip(d, tuple(handoffs), outcome, late_by,
-                    EXPECTED_PORTAL.get(d.state, frozenset()))
+                    EXPECTED_PORTAL.get(d.state, frozenset()), self.citizen_notices(code))
 
 
 _LEVEL_ORDER = ("province", "centre", "department", "district", "commune", "vertical", "system",

@@ -30,9 +30,11 @@ class FeedTopics:
     status: str
     alerts: str | None = None
     deadletter: str | None = None
+    citizen: str | None = None      # citizen.notifications: what applicants were told
 
     def all(self) -> tuple[str, ...]:
-        return tuple(t for t in (self.status, self.alerts, self.deadletter) if t is not None)
+        return tuple(t for t in (self.status, self.alerts, self.deadletter, self.citizen)
+                     if t is not None)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,11 @@ class StatusFeed:
                 else:
                     missing.append(topic)
             if not missing:
+                return found
+            if missing == [self.topics.citizen]:
+                # A hub whose topics predate citizen notifications: the timeline goes without.
+                log.warning("dashboard: topic %s not found; no citizen notifications shown",
+                            self.topics.citizen)
                 return found
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(f"topics not found on {self.bootstrap}: {', '.join(missing)}")
@@ -144,6 +151,12 @@ class StatusFeed:
             if change is not None and self.on_alert is not None:
                 self.on_alert(AlertRecord.from_dict(data))
             return change
+        if rec.topic == self.topics.citizen:
+            try:
+                data = json.loads(rec.value)
+            except ValueError as exc:
+                raise SnapshotError(f"not JSON: {exc}") from exc
+            return self.board.add_citizen_notice(data)
         if rec.topic == self.topics.deadletter:
             parked = decode_deadletter(rec.value)
             self.parked[(rec.partition, rec.offset)] = Parked(
@@ -154,7 +167,8 @@ class StatusFeed:
     def _count(self, topic: str, result: str) -> None:
         if self.metrics is not None:
             name = ("status" if topic == self.topics.status else
-                    "alerts" if topic == self.topics.alerts else "deadletter")
+                    "alerts" if topic == self.topics.alerts else
+                    "citizen" if topic == self.topics.citizen else "deadletter")
             self.metrics.records.labels(name, result).inc()
 
     # re-sending ------------------------------------------------------------------------------

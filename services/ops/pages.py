@@ -490,6 +490,28 @@ def slip_main(v: View, slip: Slip, *, csrf: str | None = None,
             [el("tr", {}, el("td", {}, p.leg), el("td", {}, p.tracking_number or ""),
                 el("td", {}, p.status), el("td", {"class": "num"}, v.when(p.at)))
              for p in d.postal])]
+    if slip.citizen_notices:
+        def detail(text: str) -> str:
+            word = v.t(f"citizen.detail.{text}")
+            if not word.startswith("citizen.detail."):
+                return word
+            try:                    # a held message's detail is the end of the quiet hours
+                until = datetime.fromisoformat(text)
+            except ValueError:
+                return text
+            return f"{v.t('citizen.until')} {v.when(until)}" if until.tzinfo else text
+
+        sections += [el("h2", {}, v.t("citizen")), _table(
+            [v.t("at"), v.t("kind"), v.t("citizen.channel"), v.t("citizen.to"),
+             v.t("citizen.status"), v.t("detail")],
+            [el("tr", {"data-status": n.status},
+                el("td", {"class": "num"}, v.when(n.at)),
+                el("td", {}, v.t(f"citizen.kind.{n.kind}")),
+                el("td", {}, v.t(f"citizen.channel.{n.channel}")),
+                el("td", {}, n.to or ""),
+                el("td", {}, v.t(f"citizen.status.{n.status}")),
+                el("td", {}, detail(n.detail)))
+             for n in slip.citizen_notices], "grid citizen")]
     in_step = d.portal_in_step
     sections += [
         el("h2", {}, v.t("portal")),

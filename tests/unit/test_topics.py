@@ -14,7 +14,7 @@ def test_prefix_is_prepended_to_every_topic_name() -> None:
     assert all(name.startswith("run42.") for name in n.all())
     assert topics.names(Settings()).all() == (
         "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status",
-        "gateway.nonces")
+        "gateway.nonces", "citizen.notifications")
 
 
 def test_prefix_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
