@@ -92,7 +92,7 @@ Where the rules leave room, the engine decides as follows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, Final
 
 from .alerts import Alert, event_alert, instant_key, time_alert
@@ -129,6 +129,8 @@ FROM_HOLDER_OR_DESK = frozenset({"supplement_received", "obligation_paid", "retu
                                  "withdrawn"})
 SUPPLEMENT, OBLIGATION = "supplement", "obligation"
 STATE_VERSION = 1
+# DossierState.alarm_cache before next_alarm ran (compared by identity: never an alarm)
+_NOT_COMPUTED: Final = datetime.min.replace(tzinfo=UTC)
 
 
 # -- decisions --------------------------------------------------------------------------------
@@ -243,6 +245,10 @@ class DossierState:
     fired: set[str] = field(default_factory=set)  # time alerts already raised
     portal_status: int = PORTAL_RECEIVED
     shipped: bool = False
+    # next_alarm's answer for the state as it is now; every change resets it. Not stored:
+    # it is derived, and recomputed after the state is read back.
+    alarm_cache: datetime | None = field(default=_NOT_COMPUTED, init=False, repr=False,
+                                         compare=False)
 
     @property
     def ended(self) -> bool:
@@ -361,6 +367,7 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
     problem = _check(state, event, catalogue)
     if problem is not None:
         return problem
+    state.alarm_cache = _NOT_COMPUTED  # from here on the event changes the state
 
     cal = catalogue.calendar
     after_end = state.end_type is not None
@@ -703,6 +710,7 @@ def mark_fired(state: DossierState, alerts: list[Alert]) -> None:
 
 def _record(state: DossierState, alert: Alert, key: str) -> None:
     state.fired.add(key)
+    state.alarm_cache = _NOT_COMPUTED
     if alert.scope == "dossier":
         clock = state.clock
     elif alert.step is not None and alert.step < len(state.steps):
@@ -718,24 +726,35 @@ def _record(state: DossierState, alert: Alert, key: str) -> None:
 def next_alarm(state: DossierState, catalogue: Catalogue) -> datetime | None:
     """The earliest instant a time alert of this dossier may fire (None: none can now).
 
-    It may lie in the past when an alert is due but not yet recorded as fired.
+    It may lie in the past when an alert is due but not yet recorded as fired. The answer is
+    kept in the state until the state changes (an applied event, an alert recorded as fired, a
+    recomputation), so asking again, as the deadline index does after a rebalance, is free.
     """
+    alarm = state.alarm_cache
+    if alarm is _NOT_COMPUTED:
+        alarm = state.alarm_cache = _next_alarm(state, catalogue.calendar)
+    return alarm
+
+
+def _next_alarm(state: DossierState, cal: WorkingCalendar) -> datetime | None:
     if state.end_type is not None or state.open_requests:
         return None
     fired = state.fired
     best: datetime | None = None
-    step = state.steps[-1]
-    for scope, clock in (("dossier", state.clock), ("step", step.clock)):
-        soon = clock.soon_instant(catalogue.calendar)
-        if soon is not None and _key(scope, "due_soon", clock.due) not in fired:
-            best = soon if best is None else min(best, soon)
+    # The fired-set entries are spelled only when something was fired at all: most open
+    # dossiers have fired nothing yet.
+    for scope, clock in (("dossier", state.clock), ("step", state.steps[-1].clock)):
+        soon = clock.soon_instant(cal)
+        if soon is not None and (not fired or _key(scope, "due_soon", clock.due) not in fired):
+            best = soon if best is None or soon < best else best
         if (not clock.overdue_fired and clock.run_from is not None
-                and _key(scope, "overdue", clock.due) not in fired):
-            best = clock.due if best is None else min(best, clock.due)
+                and (not fired or _key(scope, "overdue", clock.due) not in fired)):
+            due = clock.due
+            best = due if best is None or due < best else best
     for apology in state.apologies:
-        if _key("dossier", "overdue", apology.new_due_at) not in fired:
+        if not fired or _key("dossier", "overdue", apology.new_due_at) not in fired:
             at = _apology_fires_at(state, apology)
-            best = at if best is None else min(best, at)
+            best = at if best is None or at < best else best
     return best
 
 
@@ -750,6 +769,7 @@ def recompute(state: DossierState, catalogue: Catalogue, at: datetime) -> Applie
     """
     if state.end_type is not None:
         return Applied(state, [], [])
+    state.alarm_cache = _NOT_COMPUTED
     cal = catalogue.calendar
     alerts = _fire(state, cal, at, strict=True)
     changes: list[str] = []

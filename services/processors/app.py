@@ -104,6 +104,13 @@ class DossierTable:
     def __len__(self) -> int:
         return len(self._table)
 
+    def known_partitions(self) -> Mapping[bytes, int]:
+        """The changelog partition of every key recovered from it, as faust's in-memory store
+        records it during recovery (``Store._key_partition``, faust-streaming 0.15.3); keys
+        first written by this process are not in it."""
+        known = getattr(self._table.data, "_key_partition", None)
+        return known if isinstance(known, Mapping) else {}
+
     def items(self) -> Any:
         return [(k, self._state(k, v)) for k, v in list(self._table.items())]
 

@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -41,6 +41,7 @@ from lienthong.services.domain.dossier import (
     time_alerts,
 )
 from lienthong.services.domain.events import InvalidEvent, parse_event
+from lienthong.services.domain.replay import collector_paused
 from lienthong.services.domain.routing import Delivery
 from lienthong.services.processors import metrics
 from lienthong.services.processors.deadline_index import DeadlineIndex
@@ -74,9 +75,24 @@ class DossierStates(Protocol):
     def items(self) -> Iterable[tuple[bytes, DossierState]]: ...
     async def save(self, changes: Sequence[tuple[bytes, DossierState]]) -> None: ...
 
+    def known_partitions(self) -> Mapping[bytes, int]:
+        """The partition of the keys whose partition is known without hashing them (the
+        changelog partition each was recovered from); others may be missing."""
+        ...
+
 
 class InMemoryStates(dict[bytes, DossierState]):
-    """States held in this process only (tests, tools): ``save`` just stores them."""
+    """States held in this process only (tests, tools): ``save`` just stores them.
+
+    ``partitions`` is what ``known_partitions`` answers (empty: every key is hashed).
+    """
+
+    def __init__(self, *args: Any, partitions: Mapping[bytes, int] | None = None) -> None:
+        super().__init__(*args)
+        self.partitions: Mapping[bytes, int] = partitions or {}
+
+    def known_partitions(self) -> Mapping[bytes, int]:
+        return self.partitions
 
     async def save(self, changes: Sequence[tuple[bytes, DossierState]]) -> None:
         self.update(changes)
@@ -209,17 +225,33 @@ class Tracker:
             return raised
 
     def rebuild_index(self, partitions: Iterable[int]) -> int:
-        """Index every dossier of ``partitions`` from the table (after a rebalance)."""
+        """Index every dossier of ``partitions`` from the table (after a rebalance or a
+        restart), and count the open dossiers per holder afresh.
+
+        A key's partition comes from the table where it knows it (the changelog partition it
+        was recovered from), else from murmur2 of the key. Python's cyclic collector is held
+        off meanwhile: the index adds millions of small tuples while the table holds millions
+        of states, and each collection would walk all of them to find no cycle.
+        """
         owned = set(partitions)
-        self.index = DeadlineIndex()
-        self.holdings.reset()
+        count = self.partitions
+        known = self.states.known_partitions()
+        catalogue = self.catalogue
+        alarms: dict[int, list[tuple[float, str]]] = {p: [] for p in owned}
         mine: list[tuple[bytes, DossierState]] = []
-        for key, state in list(self.states.items()):
-            partition = partition_of(key, self.partitions)
-            if partition in owned:
-                self._schedule(partition, key, state)
-                mine.append((key, state))
-        self.holdings.update(mine, self.clock.now())
+        with collector_paused():
+            for key, state in self.states.items():
+                partition = known.get(key)
+                if partition is None:
+                    partition = partition_of(key, count)
+                if partition in owned:
+                    mine.append((key, state))
+                    if state.end_type is None:
+                        alarm = next_alarm(state, catalogue)
+                        if alarm is not None:
+                            alarms[partition].append((alarm.timestamp(), key.decode()))
+            self.index = DeadlineIndex.of(alarms)
+            self.holdings.recount(mine, self.clock.now())
         metrics.INDEXED.set(len(self.index))
         return len(self.index)
 
