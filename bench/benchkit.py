@@ -72,7 +72,8 @@ class BenchHub:
         finally:
             admin.close()
 
-    def start_worker(self, clock: str = "wall") -> subprocess.Popen[bytes]:
+    def start_worker(self, clock: str = "wall",
+                     loglevel: str = "warning") -> subprocess.Popen[bytes]:
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                "LIENTHONG_TOPIC_PREFIX": self.prefix,
                "LIENTHONG_PARTITIONS": str(self.partitions),
@@ -82,7 +83,7 @@ class BenchHub:
                "LIENTHONG_WORKER_PORT": str(free_port())}
         log = open(self.workdir / f"worker{len(self.workers)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "lienthong.services.cli", "worker",
-                                 "--loglevel", "warning"], env=env, stdout=log,
+                                 "--loglevel", loglevel], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=self.workdir)
         self.workers.append(proc)
         return proc
