@@ -91,6 +91,7 @@ Where the rules leave room, the engine decides as follows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, Final
@@ -104,6 +105,7 @@ from .deadlines import (
     Outcome,
     instant_from_json,
     instant_to_json,
+    span_from_json,
 )
 from .events import Event, event_to_json
 from .routing import (
@@ -198,11 +200,13 @@ class Step:
                 instant_to_json(self.judged_at)]
 
     @classmethod
-    def from_list(cls, d: list[Any]) -> Step:
-        started = instant_from_json(d[1])
+    def from_list(cls, d: list[Any],
+                  instant: Callable[[Any], datetime | None] = instant_from_json) -> Step:
+        """The step back from ``to_list()``; ``instant`` reads its stored instants."""
+        started = instant(d[1])
         assert started is not None
-        return cls(d[0], started, Clock.from_list(d[2]), d[3], bool(d[4]),
-                   instant_from_json(d[5]), instant_from_json(d[6]))
+        return cls(d[0], started, Clock.from_list(d[2], instant), d[3], bool(d[4]),
+                   instant(d[5]), instant(d[6]))
 
 
 @dataclass(slots=True)
@@ -286,23 +290,36 @@ class DossierState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], tz: tzinfo | None = None) -> DossierState:
-        """The state back from ``to_dict()``; instants in ``tz`` (UTC if None)."""
-        def t(v: Any) -> datetime:
-            x = instant_from_json(v)
+        """The state back from ``to_dict()``; instants in ``tz`` (UTC if None).
+
+        This runs for every state a worker recovers from its changelog after a restart: each
+        stored instant becomes a datetime of ``tz`` in one call.
+        """
+        zone = tz or UTC
+        from_epoch = datetime.fromtimestamp
+
+        def ot(v: Any) -> datetime | None:
+            if v is None:
+                return None
+            if type(v) is int:
+                return from_epoch(v, zone)
+            x = instant_from_json(v)  # text: an instant with a fraction of a second
             assert x is not None
             return x.astimezone(tz) if tz is not None else x
 
-        def ot(v: Any) -> datetime | None:
-            return None if v is None else t(v)
+        def t(v: Any) -> datetime:
+            x = ot(v)
+            assert x is not None
+            return x
 
         end = d["end"]
         timeline = [(i, ty, t(at), a, n) for i, ty, at, a, n in d["timeline"]]
-        state = cls(
+        return cls(
             code=d["code"], procedure=d["procedure"], receiving=d["receiving"],
             channel=d["channel"], received_at=t(d["received_at"]),
-            route=tuple((a, timedelta(seconds=s)) for a, s in d["route"]),
-            on_supplement=d["on_supplement"], clock=Clock.from_list(d["clock"]),
-            steps=[Step.from_list(s) for s in d["steps"]], position=d["position"],
+            route=tuple((a, span_from_json(s)) for a, s in d["route"]),
+            on_supplement=d["on_supplement"], clock=Clock.from_list(d["clock"], ot),
+            steps=[Step.from_list(s, ot) for s in d["steps"]], position=d["position"],
             holder=d["holder"], last_at=t(d["last_at"]), timeline=timeline,
             seen={e[0] for e in timeline if e[0]}, open_requests=list(d["open"]),
             paused_since=ot(d["paused_since"]), resumed_at=ot(d["resumed_at"]),
@@ -312,22 +329,6 @@ class DossierState:
             judged_at=ot(end[2]) if end else None, fired=set(d["fired"]),
             portal_status=d["portal"], shipped=d["shipped"],
         )
-        if tz is not None:
-            for clock in [state.clock, *(s.clock for s in state.steps)]:
-                _clock_to_zone(clock, tz)
-            for s in state.steps:
-                s.started_at = s.started_at.astimezone(tz)
-                s.ended_at = s.ended_at.astimezone(tz) if s.ended_at else None
-                s.judged_at = s.judged_at.astimezone(tz) if s.judged_at else None
-        return state
-
-
-def _clock_to_zone(c: Clock, tz: tzinfo) -> None:
-    c.due = c.due.astimezone(tz)
-    for name in ("run_from", "soon_at", "paused_at"):
-        v = getattr(c, name)
-        if v is not None:
-            setattr(c, name, v.astimezone(tz))
 
 
 def _seconds(d: timedelta) -> int | float:
