@@ -112,7 +112,9 @@ class DossierTable:
         return known if isinstance(known, Mapping) else {}
 
     def items(self) -> Any:
-        return [(k, self._state(k, v)) for k, v in list(self._table.items())]
+        # Read back lazily, as the caller goes: a restart's million states are not all
+        # decoded in one stretch of the event loop.
+        return ((k, self._state(k, v)) for k, v in list(self._table.items()))
 
 
 class _FaustOutputs:
@@ -357,13 +359,15 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
     async def reindex() -> None:
         owned = {tp.partition for tp in app.assignor.assigned_actives()
                  if tp.topic == names.events}
+        started = time.perf_counter()
         async with tracker.lock:
-            count = tracker.rebuild_index(owned)
+            count = await tracker.rebuild_index_in_steps(owned)
         live.clear()
         catching_up.clear()
         catching_up.update(owned)
         guard.forget()
-        log.info("deadline index rebuilt: %d dossiers on partitions %s", count, sorted(owned))
+        log.info("deadline index rebuilt: %d dossiers on partitions %s in %.1f s", count,
+                 sorted(owned), time.perf_counter() - started)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -64,6 +64,7 @@ class SourceRecord:
 
 
 DELIVERY, ALERT, DEADLETTER, STATUS = "delivery", "alert", "deadletter", "status"
+REBUILD_STEP = 10_000  # states indexed between two turns of the event loop
 Output = tuple[str, bytes | None, bytes]  # (kind, key, value)
 
 
@@ -226,34 +227,60 @@ class Tracker:
 
     def rebuild_index(self, partitions: Iterable[int]) -> int:
         """Index every dossier of ``partitions`` from the table (after a rebalance or a
-        restart), and count the open dossiers per holder afresh.
+        restart), and count the open dossiers per holder afresh; returns how many are indexed.
 
         A key's partition comes from the table where it knows it (the changelog partition it
         was recovered from), else from murmur2 of the key. Python's cyclic collector is held
         off meanwhile: the index adds millions of small tuples while the table holds millions
         of states, and each collection would walk all of them to find no cycle.
         """
+        for _ in self._rebuild(partitions, None):
+            pass
+        return len(self.index)
+
+    async def rebuild_index_in_steps(self, partitions: Iterable[int],
+                                     step: int = REBUILD_STEP) -> int:
+        """``rebuild_index``, letting the event loop run after every ``step`` states.
+
+        A worker restarting on a million states spends tens of seconds here (reading each
+        state back from its stored form first); holding the loop that long stops faust's
+        consumer keep-alive and the group heartbeat past the session timeout, and the
+        partitions are taken away and recovered all over again.
+        """
+        for _ in self._rebuild(partitions, step):
+            await asyncio.sleep(0)
+        return len(self.index)
+
+    def _rebuild(self, partitions: Iterable[int], step: int | None) -> Iterator[None]:
+        """The rebuild, pausing (yielding) after every ``step`` states (None: never)."""
         owned = set(partitions)
         count = self.partitions
         known = self.states.known_partitions()
         catalogue = self.catalogue
         alarms: dict[int, list[tuple[float, str]]] = {p: [] for p in owned}
         mine: list[tuple[bytes, DossierState]] = []
+        items = iter(self.states.items())
+        while True:
+            with collector_paused():
+                for done, (key, state) in enumerate(items, 1):
+                    partition = known.get(key)
+                    if partition is None:
+                        partition = partition_of(key, count)
+                    if partition in owned:
+                        mine.append((key, state))
+                        if state.end_type is None:
+                            alarm = next_alarm(state, catalogue)
+                            if alarm is not None:
+                                alarms[partition].append((alarm.timestamp(), key.decode()))
+                    if done == step:
+                        break
+                else:
+                    break  # every state seen
+            yield
         with collector_paused():
-            for key, state in self.states.items():
-                partition = known.get(key)
-                if partition is None:
-                    partition = partition_of(key, count)
-                if partition in owned:
-                    mine.append((key, state))
-                    if state.end_type is None:
-                        alarm = next_alarm(state, catalogue)
-                        if alarm is not None:
-                            alarms[partition].append((alarm.timestamp(), key.decode()))
             self.index = DeadlineIndex.of(alarms)
             self.holdings.recount(mine, self.clock.now())
         metrics.INDEXED.set(len(self.index))
-        return len(self.index)
 
     # -- plumbing ----------------------------------------------------------------------------
 

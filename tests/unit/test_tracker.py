@@ -206,3 +206,29 @@ async def test_a_recount_gives_the_counts_of_following_every_change() -> None:
         3, 3)
     assert (recounted.open((POLICE, "vertical")), recounted.overdue((POLICE, "vertical"))) == (
         2, 2)
+
+
+async def test_a_rebuild_in_steps_lets_the_event_loop_run_and_indexes_the_same() -> None:
+    tracker, _, _, _ = make("2026-11-25T10:00:00+07:00")
+    for i in range(25):
+        code = f"000.00.15.H99-20261125-{i:07d}"
+        e = received("2026-11-25T09:15:00+07:00") | {"dossier": code}
+        await tracker.handle([SourceRecord("dossier.events", 0, i, code.encode(),
+                                           codec.EVENTS.encode(e))])
+    at_once = tracker.rebuild_index(range(8))
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    beside = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    started = turns
+    in_steps = await tracker.rebuild_index_in_steps(range(8), step=10)
+    beside.cancel()
+    assert in_steps == at_once == 25
+    assert turns - started >= 2  # 25 states in steps of 10: the loop ran between them
+    assert tracker.holdings.open((COMMUNE, "commune")) == 25
