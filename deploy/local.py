@@ -178,16 +178,16 @@ class LocalHub:
         self.procs[label] = proc
         return proc
 
-    def start_worker(self, clock: str | None = None) -> Process:
-        """A worker of the hub's app (its own data directory and web port); ``clock``
-        overrides the hub's."""
+    def start_worker(self, clock: str | None = None, loglevel: str | None = None) -> Process:
+        """A worker of the hub's app (its own data directory and web port); ``clock`` and
+        ``loglevel`` override the hub's."""
         label = f"worker{self.started['worker']}"
         self.ports[label] = free_port()
         extra = {"LIENTHONG_DATA_DIR": str(self.workdir / f"{label}-data"),
                  "LIENTHONG_WORKER_PORT": str(self.ports[label])}
         if clock is not None:
             extra["LIENTHONG_CLOCK"] = clock
-        return self.spawn("worker", ["worker", "--loglevel", self.loglevel],
+        return self.spawn("worker", ["worker", "--loglevel", loglevel or self.loglevel],
                           self.env(**extra))
 
     def start_gateway(self, bootstrap: str | None = None, kafka_timeout: float = 2.0,

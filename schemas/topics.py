@@ -101,6 +101,16 @@ def names(settings: Settings) -> TopicNames:
                       nonces=p + GATEWAY_NONCES, citizen=p + CITIZEN_NOTIFICATIONS)
 
 
+DOSSIER_TABLE = "dossiers"
+
+
+def changelog(settings: Settings) -> str:
+    """The changelog of the worker's dossier table, as faust names it (``{app id}-{table
+    name}-changelog``) and creates it: compacted, with ``Settings.partitions`` partitions, each
+    dossier's state on the partition of its events."""
+    return f"{settings.app_id}-{DOSSIER_TABLE}-changelog"
+
+
 def specs(settings: Settings) -> list[TopicSpec]:
     """Every hub topic with its partitions, replication and configuration."""
     rf = settings.replication_factor

@@ -13,6 +13,7 @@ cannot have fired yet, so most events pay for one calendar addition (the due), n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -199,13 +200,18 @@ class Clock:
                 None if self.soon_left is None else _span(self.soon_left)]
 
     @classmethod
-    def from_list(cls, data: list[Any]) -> Clock:
-        due = instant_from_json(data[1])
+    def from_list(cls, data: list[Any],
+                  instant: Callable[[Any], datetime | None] | None = None) -> Clock:
+        """The clock back from ``to_list()``; ``instant`` reads its stored instants
+        (default ``instant_from_json``: UTC)."""
+        at = instant or instant_from_json
+        due = at(data[1])
         assert due is not None
-        return cls(timedelta(seconds=data[0]), due, instant_from_json(data[2]),
-                   timedelta(seconds=data[3]), instant_from_json(data[4]), bool(data[5]),
-                   instant_from_json(data[6]), bool(data[7]), timedelta(seconds=data[8]),
-                   bool(data[9]), None if data[10] is None else timedelta(seconds=data[10]))
+        soon_left = data[10]
+        return cls(span_from_json(data[0]), due, at(data[2]), span_from_json(data[3]),
+                   at(data[4]), bool(data[5]), at(data[6]), bool(data[7]),
+                   span_from_json(data[8]), bool(data[9]),
+                   None if soon_left is None else span_from_json(soon_left))
 
 
 def _due(cal: WorkingCalendar, start: datetime, amount: timedelta) -> datetime:
@@ -236,6 +242,19 @@ _FLOORS: dict[tuple[timedelta, timedelta], timedelta] = {}
 def _span(d: timedelta) -> int | float:
     s = d.total_seconds()
     return int(s) if s.is_integer() else s
+
+
+def span_from_json(seconds: int | float) -> timedelta:
+    """A stored span (seconds) as a timedelta; the few spans of a catalogue are made once."""
+    span = _SPANS.get(seconds)
+    if span is None:
+        if len(_SPANS) >= 4096:  # allotments and what is left of them: bounded all the same
+            _SPANS.clear()
+        span = _SPANS[seconds] = timedelta(seconds=seconds)
+    return span
+
+
+_SPANS: dict[int | float, timedelta] = {}
 
 
 def instant_to_json(t: datetime | None) -> int | str | None:

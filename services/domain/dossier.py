@@ -92,8 +92,9 @@ Where the rules leave room, the engine decides as follows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, Final
 
 from .alerts import Alert, event_alert, instant_key, time_alert
@@ -105,6 +106,7 @@ from .deadlines import (
     Outcome,
     instant_from_json,
     instant_to_json,
+    span_from_json,
 )
 from .events import VOIDED, Event, event_to_json
 from .routing import (
@@ -130,6 +132,8 @@ FROM_HOLDER_OR_DESK = frozenset({"supplement_received", "obligation_paid", "retu
                                  "withdrawn"})
 SUPPLEMENT, OBLIGATION = "supplement", "obligation"
 STATE_VERSION = 1
+# DossierState.alarm_cache before next_alarm ran (compared by identity: never an alarm)
+_NOT_COMPUTED: Final = datetime.min.replace(tzinfo=UTC)
 
 
 # -- decisions --------------------------------------------------------------------------------
@@ -197,11 +201,13 @@ class Step:
                 instant_to_json(self.judged_at)]
 
     @classmethod
-    def from_list(cls, d: list[Any]) -> Step:
-        started = instant_from_json(d[1])
+    def from_list(cls, d: list[Any],
+                  instant: Callable[[Any], datetime | None] = instant_from_json) -> Step:
+        """The step back from ``to_list()``; ``instant`` reads its stored instants."""
+        started = instant(d[1])
         assert started is not None
-        return cls(d[0], started, Clock.from_list(d[2]), d[3], bool(d[4]),
-                   instant_from_json(d[5]), instant_from_json(d[6]))
+        return cls(d[0], started, Clock.from_list(d[2], instant), d[3], bool(d[4]),
+                   instant(d[5]), instant(d[6]))
 
 
 @dataclass(slots=True)
@@ -244,6 +250,10 @@ class DossierState:
     fired: set[str] = field(default_factory=set)  # time alerts already raised
     portal_status: int = PORTAL_RECEIVED
     shipped: bool = False
+    # next_alarm's answer for the state as it is now; every change resets it. Not stored:
+    # it is derived, and recomputed after the state is read back.
+    alarm_cache: datetime | None = field(default=_NOT_COMPUTED, init=False, repr=False,
+                                         compare=False)
 
     @property
     def ended(self) -> bool:
@@ -281,23 +291,36 @@ class DossierState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], tz: tzinfo | None = None) -> DossierState:
-        """The state back from ``to_dict()``; instants in ``tz`` (UTC if None)."""
-        def t(v: Any) -> datetime:
-            x = instant_from_json(v)
+        """The state back from ``to_dict()``; instants in ``tz`` (UTC if None).
+
+        This runs for every state a worker recovers from its changelog after a restart: each
+        stored instant becomes a datetime of ``tz`` in one call.
+        """
+        zone = tz or UTC
+        from_epoch = datetime.fromtimestamp
+
+        def ot(v: Any) -> datetime | None:
+            if v is None:
+                return None
+            if type(v) is int:
+                return from_epoch(v, zone)
+            x = instant_from_json(v)  # text: an instant with a fraction of a second
             assert x is not None
             return x.astimezone(tz) if tz is not None else x
 
-        def ot(v: Any) -> datetime | None:
-            return None if v is None else t(v)
+        def t(v: Any) -> datetime:
+            x = ot(v)
+            assert x is not None
+            return x
 
         end = d["end"]
         timeline = [(i, ty, t(at), a, n) for i, ty, at, a, n in d["timeline"]]
-        state = cls(
+        return cls(
             code=d["code"], procedure=d["procedure"], receiving=d["receiving"],
             channel=d["channel"], received_at=t(d["received_at"]),
-            route=tuple((a, timedelta(seconds=s)) for a, s in d["route"]),
-            on_supplement=d["on_supplement"], clock=Clock.from_list(d["clock"]),
-            steps=[Step.from_list(s) for s in d["steps"]], position=d["position"],
+            route=tuple((a, span_from_json(s)) for a, s in d["route"]),
+            on_supplement=d["on_supplement"], clock=Clock.from_list(d["clock"], ot),
+            steps=[Step.from_list(s, ot) for s in d["steps"]], position=d["position"],
             holder=d["holder"], last_at=t(d["last_at"]), timeline=timeline,
             seen={e[0] for e in timeline if e[0]}, open_requests=list(d["open"]),
             paused_since=ot(d["paused_since"]), resumed_at=ot(d["resumed_at"]),
@@ -307,22 +330,6 @@ class DossierState:
             judged_at=ot(end[2]) if end else None, fired=set(d["fired"]),
             portal_status=d["portal"], shipped=d["shipped"],
         )
-        if tz is not None:
-            for clock in [state.clock, *(s.clock for s in state.steps)]:
-                _clock_to_zone(clock, tz)
-            for s in state.steps:
-                s.started_at = s.started_at.astimezone(tz)
-                s.ended_at = s.ended_at.astimezone(tz) if s.ended_at else None
-                s.judged_at = s.judged_at.astimezone(tz) if s.judged_at else None
-        return state
-
-
-def _clock_to_zone(c: Clock, tz: tzinfo) -> None:
-    c.due = c.due.astimezone(tz)
-    for name in ("run_from", "soon_at", "paused_at"):
-        v = getattr(c, name)
-        if v is not None:
-            setattr(c, name, v.astimezone(tz))
 
 
 def _seconds(d: timedelta) -> int | float:
@@ -368,6 +375,7 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
     problem = _check(state, event, catalogue)
     if problem is not None:
         return problem
+    state.alarm_cache = _NOT_COMPUTED  # from here on the event changes the state
 
     cal = catalogue.calendar
     after_end = state.end_type is not None
@@ -710,6 +718,7 @@ def mark_fired(state: DossierState, alerts: list[Alert]) -> None:
 
 def _record(state: DossierState, alert: Alert, key: str) -> None:
     state.fired.add(key)
+    state.alarm_cache = _NOT_COMPUTED
     if alert.scope == "dossier":
         clock = state.clock
     elif alert.step is not None and alert.step < len(state.steps):
@@ -725,24 +734,35 @@ def _record(state: DossierState, alert: Alert, key: str) -> None:
 def next_alarm(state: DossierState, catalogue: Catalogue) -> datetime | None:
     """The earliest instant a time alert of this dossier may fire (None: none can now).
 
-    It may lie in the past when an alert is due but not yet recorded as fired.
+    It may lie in the past when an alert is due but not yet recorded as fired. The answer is
+    kept in the state until the state changes (an applied event, an alert recorded as fired, a
+    recomputation), so asking again, as the deadline index does after a rebalance, is free.
     """
+    alarm = state.alarm_cache
+    if alarm is _NOT_COMPUTED:
+        alarm = state.alarm_cache = _next_alarm(state, catalogue.calendar)
+    return alarm
+
+
+def _next_alarm(state: DossierState, cal: WorkingCalendar) -> datetime | None:
     if state.end_type is not None or state.open_requests:
         return None
     fired = state.fired
     best: datetime | None = None
-    step = state.steps[-1]
-    for scope, clock in (("dossier", state.clock), ("step", step.clock)):
-        soon = clock.soon_instant(catalogue.calendar)
-        if soon is not None and _key(scope, "due_soon", clock.due) not in fired:
-            best = soon if best is None else min(best, soon)
+    # The fired-set entries are spelled only when something was fired at all: most open
+    # dossiers have fired nothing yet.
+    for scope, clock in (("dossier", state.clock), ("step", state.steps[-1].clock)):
+        soon = clock.soon_instant(cal)
+        if soon is not None and (not fired or _key(scope, "due_soon", clock.due) not in fired):
+            best = soon if best is None or soon < best else best
         if (not clock.overdue_fired and clock.run_from is not None
-                and _key(scope, "overdue", clock.due) not in fired):
-            best = clock.due if best is None else min(best, clock.due)
+                and (not fired or _key(scope, "overdue", clock.due) not in fired)):
+            due = clock.due
+            best = due if best is None or due < best else best
     for apology in state.apologies:
-        if _key("dossier", "overdue", apology.new_due_at) not in fired:
+        if not fired or _key("dossier", "overdue", apology.new_due_at) not in fired:
             at = _apology_fires_at(state, apology)
-            best = at if best is None else min(best, at)
+            best = at if best is None or at < best else best
     return best
 
 
@@ -757,6 +777,7 @@ def recompute(state: DossierState, catalogue: Catalogue, at: datetime) -> Applie
     """
     if state.end_type is not None:
         return Applied(state, [], [])
+    state.alarm_cache = _NOT_COMPUTED
     cal = catalogue.calendar
     alerts = _fire(state, cal, at, strict=True)
     changes: list[str] = []

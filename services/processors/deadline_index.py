@@ -10,7 +10,7 @@ dossier. Dossier codes are the table's own key strings, so the index stores no c
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 
 class DeadlineIndex:
@@ -21,6 +21,19 @@ class DeadlineIndex:
         self._heaps: dict[int, list[tuple[float, str]]] = {}
         # dossier code -> (partition, epoch seconds) of its live entry
         self._next: dict[str, tuple[int, float]] = {}
+
+    @classmethod
+    def of(cls, alarms: Mapping[int, list[tuple[float, str]]]) -> DeadlineIndex:
+        """An index of these alarms, given per partition as (epoch seconds, dossier code), one
+        per dossier; the lists become the heaps (heapified in place, in linear time)."""
+        index = cls()
+        nexts = index._next
+        for partition, heap in alarms.items():
+            heapq.heapify(heap)
+            index._heaps[partition] = heap
+            for at, dossier in heap:
+                nexts[dossier] = (partition, at)
+        return index
 
     def __len__(self) -> int:
         return len(self._next)

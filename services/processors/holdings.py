@@ -50,6 +50,35 @@ class Holdings:
             metrics.OPEN_DOSSIERS.labels(*label).set(self._open[label])
             metrics.OVERDUE_DOSSIERS.labels(*label).set(self._overdue[label])
 
+    def recount(self, states: Iterable[tuple[bytes, DossierState]], now: datetime) -> None:
+        """Count these dossiers afresh (after a rebalance or a restart), replacing every count.
+
+        One pass, each open dossier's entry one of a few shared (label, overdue) pairs, and
+        the counters summed per pair once at the end: the cost per dossier is its outcome and
+        two dictionary steps.
+        """
+        self.reset()
+        catalogue = self._catalogue
+        pairs: dict[tuple[str, bool], tuple[Label, bool]] = {}
+        of = self._of
+        for key, state in states:
+            if state.end_type is not None:
+                continue
+            overdue = dossier_outcome(state, catalogue, now) == "overdue"
+            pair = pairs.get((state.holder, overdue))
+            if pair is None:
+                agency = catalogue.agency(state.holder)
+                pair = pairs[(state.holder, overdue)] = (
+                    (state.holder, agency.level if agency else "unknown"), overdue)
+            of[key] = pair
+        for (label, overdue), n in Counter(of.values()).items():
+            self._open[label] += n
+            if overdue:
+                self._overdue[label] += n
+        for label in self._open:
+            metrics.OPEN_DOSSIERS.labels(*label).set(self._open[label])
+            metrics.OVERDUE_DOSSIERS.labels(*label).set(self._overdue[label])
+
     def reset(self) -> None:
         """Forget every dossier (partitions moved); the caller recounts what it owns."""
         self._of.clear()

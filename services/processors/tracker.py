@@ -29,7 +29,15 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -50,6 +58,7 @@ from lienthong.services.domain.dossier import (
     time_alerts,
 )
 from lienthong.services.domain.events import VOIDED, Event, InvalidEvent, parse_event
+from lienthong.services.domain.replay import collector_paused
 from lienthong.services.domain.routing import Delivery
 from lienthong.services.processors import metrics
 from lienthong.services.processors.deadline_index import DeadlineIndex
@@ -88,6 +97,8 @@ def _done(ack: Awaitable[Any]) -> bool:
 
 
 DELIVERY, ALERT, DEADLETTER, STATUS = "delivery", "alert", "deadletter", "status"
+REBUILD_STEP = 10_000  # states indexed between two turns of the event loop
+
 # (kind, key, value, partition): keyed outputs go to the dossier's own partition (every keyed
 # topic has the partitions of dossier.events), so no producer hashes the key again.
 Output = tuple[str, bytes | None, bytes, int | None]
@@ -108,9 +119,24 @@ class DossierStates(Protocol):
     def encode(self, state: DossierState) -> bytes: ...
     async def save(self, changes: Sequence[StateChange]) -> None: ...
 
+    def known_partitions(self) -> Mapping[bytes, int]:
+        """The partition of the keys whose partition is known without hashing them (the
+        changelog partition each was recovered from); others may be missing."""
+        ...
+
 
 class InMemoryStates(dict[bytes, DossierState]):
-    """States held in this process only (tests, tools): ``save`` just stores them."""
+    """States held in this process only (tests, tools): ``save`` just stores them.
+
+    ``partitions`` is what ``known_partitions`` answers (empty: every key is hashed).
+    """
+
+    def __init__(self, *args: Any, partitions: Mapping[bytes, int] | None = None) -> None:
+        super().__init__(*args)
+        self.partitions: Mapping[bytes, int] = partitions or {}
+
+    def known_partitions(self) -> Mapping[bytes, int]:
+        return self.partitions
 
     def encode(self, state: DossierState) -> bytes:
         return b""
@@ -316,19 +342,61 @@ class Tracker:
         return raised
 
     def rebuild_index(self, partitions: Iterable[int]) -> int:
-        """Index every dossier of ``partitions`` from the table (after a rebalance)."""
-        owned = set(partitions)
-        self.index = DeadlineIndex()
-        self.holdings.reset()
-        mine: list[tuple[bytes, DossierState]] = []
-        for key, state in list(self.states.items()):
-            partition = partition_of(key, self.partitions)
-            if partition in owned:
-                self._schedule(partition, key, state)
-                mine.append((key, state))
-        self.holdings.update(mine, self.clock.now())
-        metrics.INDEXED.set(len(self.index))
+        """Index every dossier of ``partitions`` from the table (after a rebalance or a
+        restart), and count the open dossiers per holder afresh; returns how many are indexed.
+
+        A key's partition comes from the table where it knows it (the changelog partition it
+        was recovered from), else from murmur2 of the key. Python's cyclic collector is held
+        off meanwhile: the index adds millions of small tuples while the table holds millions
+        of states, and each collection would walk all of them to find no cycle.
+        """
+        for _ in self._rebuild(partitions, None):
+            pass
         return len(self.index)
+
+    async def rebuild_index_in_steps(self, partitions: Iterable[int],
+                                     step: int = REBUILD_STEP) -> int:
+        """``rebuild_index``, letting the event loop run after every ``step`` states.
+
+        A worker restarting on a million states spends tens of seconds here (reading each
+        state back from its stored form first); holding the loop that long stops faust's
+        consumer keep-alive and the group heartbeat past the session timeout, and the
+        partitions are taken away and recovered all over again.
+        """
+        for _ in self._rebuild(partitions, step):
+            await asyncio.sleep(0)
+        return len(self.index)
+
+    def _rebuild(self, partitions: Iterable[int], step: int | None) -> Iterator[None]:
+        """The rebuild, pausing (yielding) after every ``step`` states (None: never)."""
+        owned = set(partitions)
+        count = self.partitions
+        known = self.states.known_partitions()
+        catalogue = self.catalogue
+        alarms: dict[int, list[tuple[float, str]]] = {p: [] for p in owned}
+        mine: list[tuple[bytes, DossierState]] = []
+        items = iter(self.states.items())
+        while True:
+            with collector_paused():
+                for done, (key, state) in enumerate(items, 1):
+                    partition = known.get(key)
+                    if partition is None:
+                        partition = partition_of(key, count)
+                    if partition in owned:
+                        mine.append((key, state))
+                        if state.end_type is None:
+                            alarm = next_alarm(state, catalogue)
+                            if alarm is not None:
+                                alarms[partition].append((alarm.timestamp(), key.decode()))
+                    if done == step:
+                        break
+                else:
+                    break  # every state seen
+            yield
+        with collector_paused():
+            self.index = DeadlineIndex.of(alarms)
+            self.holdings.recount(mine, self.clock.now())
+        metrics.INDEXED.set(len(self.index))
 
     # -- plumbing ----------------------------------------------------------------------------
 

@@ -45,3 +45,18 @@ def test_pop_due_returns_exactly_the_live_alarms_due(
     expected = sorted((p, d) for d, (p, at) in live.items() if at <= now)
     assert sorted(index.pop_due(now)) == expected
     assert len(index) == len(live) - len(expected)
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(0, 1000, allow_nan=False)),
+                max_size=60), st.floats(0, 1000, allow_nan=False))
+def test_an_index_built_at_once_pops_what_one_built_entry_by_entry_pops(
+        alarms: list[tuple[int, float]], now: float) -> None:
+    one_by_one, per_partition = DeadlineIndex(), {}
+    for number, (partition, at) in enumerate(alarms):
+        one_by_one.schedule(partition, f"D{number}", at)
+        per_partition.setdefault(partition, []).append((at, f"D{number}"))
+    at_once = DeadlineIndex.of(per_partition)
+    assert len(at_once) == len(one_by_one) == len(alarms)
+    assert at_once.next_instant() == one_by_one.next_instant()
+    assert sorted(at_once.pop_due(now)) == sorted(one_by_one.pop_due(now))
+    assert sorted(at_once.pop_due(2000.0)) == sorted(one_by_one.pop_due(2000.0))

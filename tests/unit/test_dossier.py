@@ -957,3 +957,70 @@ def test_a_pause_carries_the_remaining_working_time_over(start_min: int, pause_m
         assert after >= before
     else:
         assert after == before  # a pause after the due does not move it
+
+
+def _fresh_alarm(state: DossierState, cat: Catalogue) -> datetime | None:
+    """next_alarm of the same dossier read back from its stored form: nothing cached."""
+    return next_alarm(DossierState.from_dict(state.to_dict(), cat.calendar.tz), cat)
+
+
+@SETTINGS
+@given(histories(), st.lists(st.tuples(st.integers(0, 60 * 24 * 4),
+                                       st.sampled_from(["sweep", "stray", "recompute", "none"])),
+                             max_size=12))
+def test_the_kept_next_alarm_always_equals_a_fresh_computation(
+        events: list[Event], actions: list[tuple[int, str]]) -> None:
+    # Between the events of a random history: sweeps that record fired alerts, events that are
+    # rejected (from an agency not holding the dossier), duplicates (skipped) and calendar
+    # changes. After each, the alarm the state keeps is the one computed from scratch.
+    cat = parse_catalogue(CATALOGUE_DATA)
+    state: DossierState | None = None
+    for number, e in enumerate(events):
+        minutes, action = actions[number] if number < len(actions) else (0, "none")
+        d = apply_event(state, e, cat)
+        assert isinstance(d, Applied), d
+        state = d.state
+        assert next_alarm(state, cat) == _fresh_alarm(state, cat)
+        assert next_alarm(state, cat) == _fresh_alarm(state, cat)  # asked again: kept
+        until = e.at + timedelta(minutes=minutes)
+        nxt = events[number + 1].at if number + 1 < len(events) else until
+        until = min(until, nxt)
+        if action == "sweep":
+            mark_fired(state, time_alerts(state, cat, until))
+        elif action == "stray":
+            wrong = next(a for a in AGENCIES if a != state.holder)
+            stray = ev("supplement_requested", until.strftime("%Y-%m-%d %H:%M"), wrong)
+            assert isinstance(apply_event(state, stray, cat), Rejected | type(SKIPPED))
+            assert apply_event(state, e, cat) is SKIPPED
+        elif action == "recompute":  # at the event, the next day is announced as a day off
+            day_off = (e.at.astimezone(ICT) + timedelta(days=1)).date()
+            later = cat.with_calendar_changes(extra_days_off=[day_off])
+            recompute(state, later, e.at)
+            assert next_alarm(state, later) == _fresh_alarm(state, later)
+            continue
+        assert next_alarm(state, cat) == _fresh_alarm(state, cat)
+
+
+def test_next_alarm_is_kept_until_the_dossier_changes(cat) -> None:
+    # Received Mon 5 Jan 08:00, first step 4 h: 08:00-11:30 is 3.5 h, then 13:00-13:30, so
+    # due 13:30; due_soon at 2 h left, 2 working hours after 08:00 = 10:00.
+    r = Run(cat)(ev("received", "2026-01-05 08:00", DESK))
+    assert next_alarm(r.s, cat) == T("2026-01-05 10:00")
+    assert r.s.alarm_cache == T("2026-01-05 10:00")
+    mark_fired(r.s, time_alerts(r.s, cat, T("2026-01-05 10:00")))
+    assert next_alarm(r.s, cat) == T("2026-01-05 13:30")  # the step's overdue next
+    r(ev("supplement_requested", "2026-01-05 11:00", DESK))
+    assert next_alarm(r.s, cat) is None  # paused: nothing can fire
+
+
+def test_a_recomputed_deadline_moves_the_kept_next_alarm(cat) -> None:
+    # Police step from Mon 5 Jan 10:00, 2 days: due Wed 7 Jan 10:00; due_soon 4 working hours
+    # before (2.5 h on Wed from 07:30, 1.5 h back from Tue 17:00): Tue 6 Jan 15:30. Tue 6 Jan
+    # declared off at Mon 12:00: due Thu 8 Jan 10:00, due_soon Wed 7 Jan 15:30 (the dossier's
+    # own due_soon, days later, is not the earliest).
+    r = Run(cat)(ev("received", "2026-01-05 08:00", DESK),
+                 ev("handoff", "2026-01-05 10:00", DESK, to_agency=POLICE))
+    assert next_alarm(r.s, cat) == T("2026-01-06 15:30")
+    later = cat.with_calendar_changes(extra_days_off=[datetime(2026, 1, 6).date()])
+    recompute(r.s, later, T("2026-01-05 12:00"))
+    assert next_alarm(r.s, later) == T("2026-01-07 15:30") == _fresh_alarm(r.s, later)

@@ -162,3 +162,74 @@ async def test_open_and_overdue_dossiers_are_counted_per_holding_agency() -> Non
     assert (tracker.holdings.open(police), tracker.holdings.overdue(police)) == (1, 1)
     tracker.rebuild_index(range(8))  # a rebalance recounts from the table: same figures
     assert (tracker.holdings.open(police), tracker.holdings.overdue(police)) == (1, 1)
+
+
+async def test_the_index_takes_the_partition_the_table_recovered_a_key_from() -> None:
+    # The table knows the key came from partition p: it is indexed there, not hashed.
+    from lienthong.services.processors.partitioning import partition_of
+
+    tracker, _, states, _ = make("2026-11-25T10:00:00+07:00")
+    await tracker.handle(records(received("2026-11-25T09:15:00+07:00")))
+    hashed = partition_of(CODE.encode(), 8)
+    recovered = (hashed + 3) % 8
+    states.partitions = {CODE.encode(): recovered}
+    assert tracker.rebuild_index({recovered}) == 1
+    assert tracker.index.partitions() == {recovered}
+    assert tracker.rebuild_index({hashed}) == 0
+
+
+async def test_a_recount_gives_the_counts_of_following_every_change() -> None:
+    from lienthong.services.processors.holdings import Holdings
+
+    tracker, _, states, clock = make("2026-11-25T10:00:00+07:00")
+    for i in range(6):
+        code = f"000.00.15.H99-20261125-{i:07d}"
+        e = received("2026-11-25T09:15:00+07:00") | {"dossier": code}
+        moves = [e]
+        if i % 2:
+            moves.append(event("handoff", "2026-11-25T09:45:00+07:00", to_agency=POLICE)
+                         | {"dossier": code})
+        if i == 5:
+            moves.append(event("withdrawn", "2026-11-25T09:50:00+07:00", reason="rút")
+                         | {"dossier": code})
+        await tracker.handle([SourceRecord("dossier.events", 0, n, code.encode(),
+                                           codec.EVENTS.encode(m)) for n, m in enumerate(moves)])
+    clock.current = datetime.fromisoformat("2026-12-03T09:00:00+07:00")
+    followed = Holdings(CATALOGUE)
+    followed.update(states.items(), clock.now())
+    recounted = Holdings(CATALOGUE)
+    recounted.recount(states.items(), clock.now())
+    for label in [(COMMUNE, "commune"), (POLICE, "vertical")]:
+        assert (recounted.open(label), recounted.overdue(label)) == (
+            followed.open(label), followed.overdue(label))
+    # three at the commune, two with the police (the third withdrawn), all overdue by 3 Dec
+    assert (recounted.open((COMMUNE, "commune")), recounted.overdue((COMMUNE, "commune"))) == (
+        3, 3)
+    assert (recounted.open((POLICE, "vertical")), recounted.overdue((POLICE, "vertical"))) == (
+        2, 2)
+
+
+async def test_a_rebuild_in_steps_lets_the_event_loop_run_and_indexes_the_same() -> None:
+    tracker, _, _, _ = make("2026-11-25T10:00:00+07:00")
+    for i in range(25):
+        code = f"000.00.15.H99-20261125-{i:07d}"
+        e = received("2026-11-25T09:15:00+07:00") | {"dossier": code}
+        await tracker.handle([SourceRecord("dossier.events", 0, i, code.encode(),
+                                           codec.EVENTS.encode(e))])
+    at_once = tracker.rebuild_index(range(8))
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    beside = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    started = turns
+    in_steps = await tracker.rebuild_index_in_steps(range(8), step=10)
+    beside.cancel()
+    assert in_steps == at_once == 25
+    assert turns - started >= 2  # 25 states in steps of 10: the loop ran between them
+    assert tracker.holdings.open((COMMUNE, "commune")) == 25
