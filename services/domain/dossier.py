@@ -250,6 +250,9 @@ class DossierState:
     fired: set[str] = field(default_factory=set)  # time alerts already raised
     portal_status: int = PORTAL_RECEIVED
     shipped: bool = False
+    # Người nộp: name and ID number only (what operators search by; contacts stay in the
+    # event). Personal data: masked in logs and shown only to operators allowed to see it.
+    applicant: dict[str, str] | None = None
     # next_alarm's answer for the state as it is now; every change resets it. Not stored:
     # it is derived, and recomputed after the state is read back.
     alarm_cache: datetime | None = field(default=_NOT_COMPUTED, init=False, repr=False,
@@ -286,7 +289,7 @@ class DossierState:
             "end": None if self.end_type is None else [
                 self.end_type, instant_to_json(self.ended_at), instant_to_json(self.judged_at)],
             "fired": sorted(self.fired), "portal": self.portal_status,
-            "shipped": self.shipped,
+            "shipped": self.shipped, "applicant": self.applicant,
         }
 
     @classmethod
@@ -328,8 +331,15 @@ class DossierState:
             apologies=[Apology(t(a), ag, t(n), e) for a, ag, n, e in d["apologies"]],
             end_type=end[0] if end else None, ended_at=ot(end[1]) if end else None,
             judged_at=ot(end[2]) if end else None, fired=set(d["fired"]),
-            portal_status=d["portal"], shipped=d["shipped"],
+            portal_status=d["portal"], shipped=d["shipped"], applicant=d.get("applicant"),
         )
+
+
+def _applicant_of(event: Event) -> dict[str, str] | None:
+    a = event.applicant
+    if a is None:
+        return None
+    return {"name": a.name, "id_number": a.id_number or ""}
 
 
 def _seconds(d: timedelta) -> int | float:
@@ -499,6 +509,7 @@ def _receive(event: Event, catalogue: Catalogue, with_deliveries: bool) -> Appli
         position=position, holder=agency, last_at=event.at,
         timeline=[(event.event_id, "received", event.at, agency, None)],
         seen={event.event_id},
+        applicant=_applicant_of(event),
     )
     alerts: list[Alert] = []
     if event.appointment_at is not None and (

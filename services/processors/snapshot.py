@@ -68,7 +68,7 @@ def snapshot_dict(state: DossierState, catalogue: Catalogue, now: datetime) -> d
         "receiving_agency": state.receiving,
         "receiving_level": receiving.level if receiving else None,
         "channel": state.channel,
-        "applicant": getattr(state, "applicant", None),
+        "applicant": state.applicant,
         "holder": state.holder,
         "holder_level": holder.level if holder else None,
         "state": _state_name(state),

@@ -233,3 +233,21 @@ async def test_a_rebuild_in_steps_lets_the_event_loop_run_and_indexes_the_same()
     assert in_steps == at_once == 25
     assert turns - started >= 2  # 25 states in steps of 10: the loop ran between them
     assert tracker.holdings.open((COMMUNE, "commune")) == 25
+
+
+async def test_the_snapshot_names_the_applicant_and_the_changelog_keeps_it() -> None:
+    # The dashboard's applicant column and its search by ID number read the snapshot.
+    import json
+
+    from lienthong.services.domain.dossier import DossierState
+    from lienthong.services.processors.snapshot import snapshot
+
+    tracker, outputs, states, clock = make("2026-11-25T10:00:00+07:00")
+    await tracker.handle(records(received("2026-11-25T09:15:00+07:00")))
+    [status] = [json.loads(v) for k, _, v in outputs.sent if k == "status"]
+    assert status["applicant"] == {"name": "Nguyễn Văn A", "id_number": "001099012345"}
+    state = states[CODE.encode()]
+    again = DossierState.from_dict(json.loads(json.dumps(state.to_dict())),
+                                   CATALOGUE.calendar.tz)
+    assert json.loads(snapshot(again, CATALOGUE, clock.now())) == json.loads(
+        snapshot(state, CATALOGUE, clock.now()))
