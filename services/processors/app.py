@@ -35,6 +35,7 @@ from lienthong.services.processors.fetching import tune_faust_consumer
 from lienthong.services.processors.history import LogHistory
 from lienthong.services.processors.offsets import OffsetGuard
 from lienthong.services.processors.positions import commit_start_offsets, with_coordinator
+from lienthong.services.processors.recovery import tune_faust_recovery
 from lienthong.services.processors.tracker import (
     ALERT,
     DEADLETTER,
@@ -163,6 +164,7 @@ def faust_app(settings: Settings, bootstrap: str, *, app_id: str, web: bool) -> 
     """The worker's faust app: every faust setting of the hot path in one place (the pipeline
     benchmark runs a bare agent on the same app to measure faust's own share)."""
     tune_faust_consumer()
+    tune_faust_recovery()
     datadir = settings.data_dir / "worker"
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(

@@ -1,0 +1,139 @@
+"""How the worker's changelogged table is recovered after a restart or a rebalance.
+
+faust-streaming 0.15.3 (pinned exactly) reads the changelog in ``Recovery._slurp_changelogs``
+with, for every record, a task (``asyncio.wait_for`` on the queue), three debug lines whose
+f-strings are built even when debug logging is off, and a recount of every partition's
+remaining offsets (``need_recovery`` and ``standby_remaining_total`` build Counters of all
+assigned partitions). That made recovery some thirty times a bare aiokafka read of the same
+changelog (``bench/bench_restart.py``). The loop below is faust's with three changes: it takes
+records that are already queued without a task, builds no debug text, and asks whether
+recovery has ended when the queue is drained instead of after each record (the end is only
+possible then: the last records are in the queue until they are applied). It gives the event
+loop a turn every ``YIELD_EVERY`` records, as the queue can hold many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+from typing import Any
+
+from faust.tables import recovery as faust_recovery
+from mode.services import ServiceTask
+
+YIELD_EVERY = 500
+
+
+async def _slurp_changelogs(self: Any) -> None:  # pragma: no cover - runs inside faust
+    changelog_queue = self.tables.changelog_queue
+    get_nowait = changelog_queue.get_nowait
+    tp_to_table = self.tp_to_table
+    active_tps = self.active_tps
+    standby_tps = self.standby_tps
+    active_offsets = self.active_offsets
+    standby_offsets = self.standby_offsets
+    active_events_received_at = self._active_events_received_at
+    standby_events_received_at = self._standby_events_received_at
+    buffers = self.buffers
+    buffer_sizes = self.buffer_sizes
+    processing_times = self._processing_times
+    log = faust_recovery.logger
+
+    async def detect_aborted_tx() -> None:
+        for tp, highwater in self.active_highwaters.items():
+            offset = self.active_offsets[tp]
+            if (highwater is not None and offset is not None and offset < highwater
+                    and await self.app.consumer.position(tp) >= highwater):
+                log.info(f"Aborted tx until highwater for {tp}")
+                self.active_offsets[tp] = highwater
+
+    async def when_drained(timeout: bool = False, timeout_count: int = 0) -> None:
+        """faust's end-of-recovery and standby checks, once the queue is empty."""
+        if timeout and self.app.in_transaction and timeout_count > 1:
+            await detect_aborted_tx()
+        if self.in_recovery and not self.need_recovery():
+            self.flush_buffers()
+            self._set_recovery_ended()
+            if self._actives_span is not None:
+                self._actives_span.set_tag("Actives-Ready", True)
+            self.signal_recovery_end.set()
+        standby_ready = self._standbys_span is None and self.tables.standbys_ready
+        if not standby_ready and not self.standby_remaining_total():
+            if self._standbys_span:
+                faust_recovery.finish_span(self._standbys_span)
+                self._standbys_span = None
+            self.tables.on_standbys_ready()
+
+    timeout_count = 0
+    since_yield = 0
+    while not self.should_stop:
+        try:
+            self.signal_recovery_end.clear()
+            try:
+                event = get_nowait()
+                since_yield += 1
+                if since_yield >= YIELD_EVERY:
+                    since_yield = 0
+                    await asyncio.sleep(0)
+            except asyncio.QueueEmpty:
+                await when_drained()
+                try:
+                    event = await asyncio.wait_for(changelog_queue.get(), timeout=5.0)
+                except TimeoutError:
+                    timeout_count += 1
+                    if self.should_stop:
+                        return
+                    await when_drained(timeout=True, timeout_count=timeout_count)
+                    continue
+            now = monotonic()
+            timeout_count = 0
+            message = event.message
+            tp = message.tp
+            offset = message.offset
+            is_active = False
+            bufsize = buffer_sizes.get(tp)
+            if tp in active_tps:
+                is_active = True
+                table = tp_to_table[tp]
+                offsets = active_offsets
+                if bufsize is None:
+                    bufsize = buffer_sizes[tp] = table.recovery_buffer_size
+                active_events_received_at[tp] = now
+            elif tp in standby_tps:
+                table = tp_to_table[tp]
+                offsets = standby_offsets
+                if bufsize is None:
+                    bufsize = buffer_sizes[tp] = table.standby_buffer_size
+                    standby_events_received_at[tp] = now
+            else:
+                log.warning(f"recovery unknown topic {tp} offset {offset}")
+                continue  # faust applies it to the previous record's table
+            seen_offset = offsets.get(tp, None)
+            if seen_offset is None or offset > seen_offset:
+                offsets[tp] = offset
+                buf = buffers[table]
+                buf.append(event)
+                await table.on_changelog_event(event)
+                if len(buf) >= bufsize:
+                    table.apply_changelog_batch(buf)
+                    buf.clear()
+                    self._last_flush_at = now
+                if is_active:
+                    now_after = monotonic()
+                    last_processed_at = self._last_active_event_processed_at
+                    if last_processed_at is not None:
+                        processing_times.append(now_after - last_processed_at)
+                        if len(processing_times) > self.num_samples_required_for_estimate:
+                            processing_times.popleft()
+                    self._last_active_event_processed_at = now_after
+        except Exception as ex:
+            log.warning(f"Error in recovery {ex}")
+
+
+def tune_faust_recovery() -> None:
+    """Install the loop above in faust's Recovery service (once per process)."""
+    cls = faust_recovery.Recovery
+    if getattr(cls, "_lienthong_tuned", False):
+        return
+    cls._slurp_changelogs = ServiceTask(_slurp_changelogs)  # type: ignore[assignment]
+    cls._lienthong_tuned = True  # type: ignore[attr-defined]
