@@ -17,6 +17,14 @@ catalog             entry id   agencies, procedures, calendar. Compacted: the la
                                each key is the catalogue.
 dossier.status      dossier    the latest snapshot of each dossier (JSON), written by the
                                tracker for the dashboard and timelines. Compacted.
+receipts            dossier    signed receipts of applied deliveries (``codec.RECEIPTS``), written
+                               by the delivery service once the receiver's signature checks out.
+                               Evidence: never deleted.
+audit.log           dossier or the hash-chained audit log (``codec.AUDIT_ENTRIES``), one chain per
+                    source     partition; its only writer is ``lienthong audit chain``. Evidence:
+                               never deleted, never compacted.
+audit.checkpoints   none       signed chain heads of every audit partition
+                               (``codec.AUDIT_CHECKPOINTS``). One partition, kept forever.
 ==================  =========  ==================================================================
 
 Partitions of the keyed topics come from ``Settings.partitions`` (one dossier's records stay in
@@ -42,6 +50,9 @@ ALERTS = "alerts"
 DEADLETTER = "deadletter"
 CATALOG = "catalog"
 DOSSIER_STATUS = "dossier.status"
+RECEIPTS = "receipts"
+AUDIT_LOG = "audit.log"
+AUDIT_CHECKPOINTS = "audit.checkpoints"
 
 _DAY_MS = 24 * 3600 * 1000
 _FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
@@ -68,16 +79,21 @@ class TopicNames:
     deadletter: str
     catalog: str
     status: str
+    receipts: str
+    audit_log: str
+    audit_checkpoints: str
 
     def all(self) -> tuple[str, ...]:
         return (self.events, self.deliveries, self.alerts, self.deadletter, self.catalog,
-                self.status)
+                self.status, self.receipts, self.audit_log, self.audit_checkpoints)
 
 
 def names(settings: Settings) -> TopicNames:
     p = settings.topic_prefix
     return TopicNames(events=p + DOSSIER_EVENTS, deliveries=p + DELIVERIES, alerts=p + ALERTS,
-                      deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS)
+                      deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS,
+                      receipts=p + RECEIPTS, audit_log=p + AUDIT_LOG,
+                      audit_checkpoints=p + AUDIT_CHECKPOINTS)
 
 
 def specs(settings: Settings) -> list[TopicSpec]:
@@ -98,6 +114,11 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(n.deadletter, 1, rf, {**common, **_FOREVER}),
         TopicSpec(n.catalog, 1, rf, {**common, **_COMPACTED}),
         TopicSpec(n.status, keyed, rf, {**common, **_COMPACTED}),
+        TopicSpec(n.receipts, keyed, rf, {**common, **_FOREVER}),
+        # Same partition count as the keyed sources: audit partition p chains source partition
+        # p of every keyed topic, so one dossier's whole history is one chain.
+        TopicSpec(n.audit_log, keyed, rf, {**common, **_FOREVER}),
+        TopicSpec(n.audit_checkpoints, 1, rf, {**common, **_FOREVER}),
     ]
 
 

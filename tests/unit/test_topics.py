@@ -13,7 +13,8 @@ def test_prefix_is_prepended_to_every_topic_name() -> None:
     assert n.events == "run42.dossier.events"
     assert all(name.startswith("run42.") for name in n.all())
     assert topics.names(Settings()).all() == (
-        "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status")
+        "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status",
+        "receipts", "audit.log", "audit.checkpoints")
 
 
 def test_prefix_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,3 +50,12 @@ def test_catalog_and_status_are_compacted_with_one_or_keyed_partitions() -> None
 def test_nonsense_partition_counts_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         topics.specs(Settings(partitions=0))
+
+
+def test_evidence_topics_are_kept_forever_and_the_audit_log_has_the_keyed_partitions() -> None:
+    by_name = {s.name: s for s in topics.specs(Settings(partitions=6))}
+    for name in ("receipts", "audit.log", "audit.checkpoints"):
+        assert by_name[name].config["retention.ms"] == "-1"
+        assert by_name[name].config.get("cleanup.policy", "delete") == "delete"
+    assert by_name["audit.log"].partitions == by_name["dossier.events"].partitions == 6
+    assert by_name["audit.checkpoints"].partitions == 1
