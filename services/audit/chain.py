@@ -328,16 +328,16 @@ def verify_export(export: Mapping[str, Any]) -> list[str]:
                         f"{head.hex()[:16]}…, the checkpoint signed entry {signed['seq']} "
                         f"with {signed['head'][:16]}…")
     for record in export.get("records", []):
-        entry = full.get(int(record["seq"]))
-        if entry is None:
+        chained = full.get(int(record["seq"]))
+        if chained is None:
             problems.append(f"record of entry {record['seq']} has no entry bytes in the chain")
             continue
         for name in ("source_kind", "source_topic", "source_partition", "source_offset",
                      "dossier", "logged_at", "content_sha256"):
-            if record.get(name) != entry[name]:
+            if record.get(name) != chained[name]:
                 problems.append(f"partition {partition}, entry {record['seq']}: the record "
                                 f"says {name}={record.get(name)!r}, the entry "
-                                f"{entry[name]!r}")
+                                f"{chained[name]!r}")
                 break
     return problems
 
