@@ -21,7 +21,7 @@ from lienthong.services.domain.receipts import (
 
 DEST = "000.02.10.H99"
 DOSSIER = "000.00.15.H99-261125-0007"
-BODY = '{"delivery_id":"h1","kind":"handoff","dossier":"000.00.15.H99-261125-0007"}'.encode()
+BODY = b'{"delivery_id":"h1","kind":"handoff","dossier":"000.00.15.H99-261125-0007"}'
 AT = datetime(2026, 11, 25, 9, 15, tzinfo=UTC)
 KEY = Ed25519PrivateKey.generate()
 KEYS = ReceiptKeys({DEST: [PublicKey("2026-06", receipts.public_raw(KEY))]})
