@@ -190,3 +190,46 @@ def check_receipt(answer: Any, *, delivery_id: str, kind: str, dossier: str,
 def receipt_missing_id(delivery_id: str) -> str:
     """Deterministic id of the ``receipt_missing`` alert of one delivery (raised once)."""
     return f"receipt_missing:{delivery_id}"
+
+
+#: Delivery kinds a destination system applies and must acknowledge with a receipt.
+ACKNOWLEDGED_KINDS = frozenset({"handoff", "result", "status"})
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A delivery whose receipt is awaited until ``due``."""
+
+    delivery_id: str
+    destination: str
+    dossier: str
+    kind: str
+    due: datetime
+
+
+class ReceiptWatch:
+    """Which deliveries still wait for their receipt, and which waited past their time."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, Expected] = {}
+        self._raised: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def expect(self, expected: Expected) -> None:
+        """Start waiting (a delivery read again keeps its first due)."""
+        if expected.delivery_id not in self._raised:
+            self._waiting.setdefault(expected.delivery_id, expected)
+
+    def received(self, delivery_id: str) -> None:
+        self._waiting.pop(delivery_id, None)
+
+    def overdue(self, now: datetime) -> list[Expected]:
+        """Deliveries past their due with no receipt; each is returned once."""
+        late = sorted((e for e in self._waiting.values() if e.due <= now),
+                      key=lambda e: (e.due, e.delivery_id))
+        for e in late:
+            del self._waiting[e.delivery_id]
+            self._raised.add(e.delivery_id)
+        return late

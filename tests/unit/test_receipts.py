@@ -110,3 +110,19 @@ def test_demo_keys_are_the_same_everywhere_and_differ_per_agency() -> None:
     assert check_receipt(answer, delivery_id="h1", kind="handoff", dossier=DOSSIER,
                          destination=DEST, body=BODY, keys=receipts.demo_keys([DEST]),
                          recorded_at=AT)["signature"] == answer["signature"]
+
+
+def test_a_delivery_without_a_receipt_is_overdue_once_after_its_wait() -> None:
+    from datetime import timedelta
+
+    watch = receipts.ReceiptWatch()
+    due = AT + timedelta(hours=4)
+    watch.expect(receipts.Expected("h1", DEST, DOSSIER, "handoff", due))
+    watch.expect(receipts.Expected("h2", DEST, DOSSIER, "handoff", due))
+    watch.received("h2")
+    assert watch.overdue(due - timedelta(seconds=1)) == []
+    [late] = watch.overdue(due)
+    assert late.delivery_id == "h1"
+    assert watch.overdue(due + timedelta(hours=1)) == []
+    watch.expect(receipts.Expected("h1", DEST, DOSSIER, "handoff", due))  # read again
+    assert watch.overdue(due + timedelta(hours=2)) == []
