@@ -6,7 +6,8 @@ the first time (200) without applying again. Each application is answered with a
 signed by the agency (``{"receipt": {...}}``, ``services/domain/receipts.py``) — with its demo
 key unless given one — and a repeated key gets the same receipt again. It counts raw receipts
 (every request that reached it), applications (first sight of a key), duplicates (a key seen
-again) and injected failures separately, and records the order in which each dossier's deliveries were applied.
+again) and injected failures separately, and records the order in which each dossier's
+deliveries were applied.
 """
 
 from __future__ import annotations
