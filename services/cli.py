@@ -52,6 +52,8 @@ register("postal", "lienthong.connectors.postal.cli",
          "receive VNPost tracking webhooks into dossier.events (POST /v1/postal/vnpost)")
 register("portal", "lienthong.connectors.national_portal.cli",
          "reconcile dossier statuses with the national portal (DVCQG); raise portal_drift")
+register("audit", "lienthong.services.audit.cli",
+         "hash-chained audit log: audit key|chain|verify|copy|export (tamper-evident record)")
 register("chaos", "lienthong.services.reliability.chaos",
          "fault scenarios under load, each checked for lost and repeated outputs (bounded)")
 
