@@ -162,10 +162,12 @@ def run(args: argparse.Namespace) -> int:
             export = build_export(_read(args), args.dossier,
                                   {"key_id": pub[0], "ed25519": pub[1].hex()})
             args.out.mkdir(parents=True, exist_ok=True)
-            base = args.out / args.dossier
-            write_export(export, base.with_suffix(".json"), base.with_suffix(".html"))
+            # Not with_suffix: dossier codes have dots of their own.
+            json_path = args.out / f"{args.dossier}.json"
+            html_path = args.out / f"{args.dossier}.html"
+            write_export(export, json_path, html_path)
             print(f"{len(export['records'])} records of {args.dossier} written to "
-                  f"{base}.json and {base}.html")
+                  f"{json_path} and {html_path}")
             return 0
     except FileExistsError as exc:
         return _fail(f"{exc.filename} exists; a key is never overwritten")

@@ -25,6 +25,7 @@ from lienthong.services.audit.verify import read_log
 from lienthong.services.cli import main as cli_main
 from lienthong.services.domain.catalogue import load_catalogue
 from tests.integration.hub import CATALOGUE, Hub, TopicReader
+from tests.integration.test_province_day import next_saturday_morning
 
 pytestmark = pytest.mark.kafka
 
@@ -95,8 +96,9 @@ def test_a_province_day_is_chained_verifies_and_one_altered_record_is_named(
     hub.create_topics()
     key_file = tmp_path / "audit-2026.pem"
     create_audit_key(key_file)
+    now = next_saturday_morning(max(datetime.fromisoformat(e["at"]) for e in events))
     hub.publish(events)
-    hub.start_worker()
+    hub.start_worker(clock=f"scaled:{now.isoformat()}:1@{time.time()}")
     status = TopicReader(hub.bootstrap, hub.names.status)
     chainer = start_chain(hub, key_file, "chain.log")
     try:
