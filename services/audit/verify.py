@@ -153,7 +153,7 @@ def verify_log(copy: AuditCopy, public_key_raw: bytes | None) -> LogReport:
     for p, records in sorted(copy.partitions.items()):
         values = [v for _, v in records]
         state = ChainState()
-        stops = sorted(s + 1 for s in wanted.get(p, ()) if s < len(values)) + [len(values)]
+        stops = [*sorted(s + 1 for s in wanted.get(p, ()) if s < len(values)), len(values)]
         done = 0
         for stop in stops:
             if stop <= done:
