@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -61,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common(c)
     c.add_argument("--checkpoint-seconds", type=float, default=60.0,
                    help="seconds between signed checkpoints (default 60)")
+    c.add_argument("--nice", type=int, default=10,
+                   help="lower the service's CPU priority by this much (default 10): on a busy "
+                   "machine the chain lags behind instead of slowing the worker, and catches "
+                   "up when the load drops")
     c.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
 
     v = sub.add_parser("verify", help="recompute every chain and check every checkpoint",
@@ -187,6 +192,8 @@ def _chain(args: argparse.Namespace) -> int:
     if not args.audit_key:
         return _fail("no audit key; pass --audit-key or set LIENTHONG_AUDIT_KEY (create one "
                      "with: lienthong audit key --create FILE)")
+    if args.nice > 0:
+        os.nice(args.nice)
     service = ChainService(args.bootstrap, _names(), load_audit_key(args.audit_key),
                            checkpoint_seconds=args.checkpoint_seconds)
     stop = threading.Event()

@@ -190,3 +190,16 @@ def test_the_standalone_verifier_exits_0_for_a_good_export_and_1_for_a_bad_one(
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(export))
     assert chain.main([str(bad)]) == 1
+
+
+def test_entries_with_large_contents_verify_and_their_changes_are_found() -> None:
+    # 20,000 bytes need a three-byte Avro length, 9,000 two: both paths of the checker.
+    values = build([b"x" * 20_000, b"y" * 100, b"z" * 9_000])
+    assert verify_run(values).ok
+    for i in (0, 2):
+        altered = bytearray(values[i])
+        altered[-100] ^= 0x01 if i == 0 else 0x00
+        altered[200] ^= 0x01
+        result = verify_run([*values[:i], bytes(altered), *values[i + 1:]])
+        assert result.mismatch is not None
+        assert (result.mismatch.seq, result.mismatch.reason) == (i, "content_mismatch")
