@@ -198,7 +198,6 @@ def test_entries_with_large_contents_verify_and_their_changes_are_found() -> Non
     assert verify_run(values).ok
     for i in (0, 2):
         altered = bytearray(values[i])
-        altered[-100] ^= 0x01 if i == 0 else 0x00
         altered[200] ^= 0x01
         result = verify_run([*values[:i], bytes(altered), *values[i + 1:]])
         assert result.mismatch is not None
