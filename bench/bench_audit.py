@@ -61,6 +61,12 @@ TARGET_VERIFY = 200_000.0
 TARGET_RECEIPT_MS = 250.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def worker_run(bootstrap: str, workdir: Path, events: list[dict[str, Any]], partitions: int,
                key: Path | None) -> dict[str, Any]:
     hub = BenchHub(bootstrap, workdir, partitions)
@@ -106,6 +112,7 @@ def worker_run(bootstrap: str, workdir: Path, events: list[dict[str, Any]], part
             copy = read_log(bootstrap, hub.names.audit_log, hub.names.audit_checkpoints)
         lag = time.time() - done_at
         audit.close()
+        cpu = cpu_seconds(chainer.pid)
         chainer.send_signal(signal.SIGTERM)
         chainer.wait(30)
         t = time.perf_counter()
@@ -115,6 +122,7 @@ def worker_run(bootstrap: str, workdir: Path, events: list[dict[str, Any]], part
         whole = time.perf_counter() - t
         out.update({"chained_entries": copy.entries, "source_records": sources,
                     "chain_caught_up_s_after_worker": round(lag, 1),
+                    "chain_cpu_us_per_entry": round(cpu / max(1, copy.entries) * 1e6, 1),
                     "verify_from_kafka_ok": report.ok,
                     "verify_from_kafka_per_s": round(copy.entries / whole),
                     "checkpoints": report.checkpoints})
@@ -217,7 +225,8 @@ def main() -> int:
                              key_path)
         print(f"  worker with the chain service: {chained['worker_per_s']:,} events/s; "
               f"{chained['chained_entries']:,} entries chained "
-              f"({chained['source_records']:,} source records), caught up "
+              f"({chained['source_records']:,} source records, "
+              f"{chained['chain_cpu_us_per_entry']} µs CPU each), caught up "
               f"{chained['chain_caught_up_s_after_worker']} s after the worker; verify from "
               f"Kafka {chained['verify_from_kafka_per_s']:,}/s, ok={chained['verify_from_kafka_ok']}")
         trips = asyncio.run(receipt_round_trip(bootstrap, Path(tmp) / "receipts",
