@@ -208,7 +208,8 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.bootstrap:
         names = topics.names(settings)
         feed = StatusFeed(args.bootstrap, board,
-                          FeedTopics(names.status, names.alerts, names.deadletter),
+                          FeedTopics(names.status, names.alerts, names.deadletter,
+                                     names.receipts),
                           notify=lambda change: None, metrics=metrics)
     else:
         now = clock.now()

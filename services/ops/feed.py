@@ -1,5 +1,5 @@
-"""The dashboard's Kafka shell: reads ``dossier.status``, ``alerts`` and ``deadletter`` from the
-beginning into the read model, and re-sends parked messages.
+"""The dashboard's Kafka shell: reads ``dossier.status``, ``alerts``, ``deadletter`` and
+``receipts`` from the beginning into the read model, and re-sends parked messages.
 
 Partitions are assigned by hand (no consumer group): every dashboard process reads everything,
 and a restart rebuilds the read model from the compacted status topic and the alert feed.
@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from lienthong.schemas.codec import CodecError, decode_alert, decode_deadletter
+from lienthong.schemas.codec import CodecError, decode_alert, decode_deadletter, decode_receipt
 from lienthong.services.ops.board import AlertRecord, Change, OpsBoard, SnapshotError
 from lienthong.services.ops.metrics import DashboardMetrics
 
@@ -30,9 +30,11 @@ class FeedTopics:
     status: str
     alerts: str | None = None
     deadletter: str | None = None
+    receipts: str | None = None
 
     def all(self) -> tuple[str, ...]:
-        return tuple(t for t in (self.status, self.alerts, self.deadletter) if t is not None)
+        return tuple(t for t in (self.status, self.alerts, self.deadletter, self.receipts)
+                     if t is not None)
 
 
 @dataclass(frozen=True)
@@ -149,12 +151,15 @@ class StatusFeed:
             self.parked[(rec.partition, rec.offset)] = Parked(
                 parked["source_topic"], parked.get("key"), parked["original"])
             return self.board.add_deadletter(rec.partition, rec.offset, parked)
+        if rec.topic == self.topics.receipts:
+            return self.board.add_receipt(decode_receipt(rec.value))
         return None
 
     def _count(self, topic: str, result: str) -> None:
         if self.metrics is not None:
             name = ("status" if topic == self.topics.status else
-                    "alerts" if topic == self.topics.alerts else "deadletter")
+                    "alerts" if topic == self.topics.alerts else
+                    "receipts" if topic == self.topics.receipts else "deadletter")
             self.metrics.records.labels(name, result).inc()
 
     # re-sending ------------------------------------------------------------------------------
