@@ -228,7 +228,8 @@ def main() -> int:
               f"({chained['source_records']:,} source records, "
               f"{chained['chain_cpu_us_per_entry']} µs CPU each), caught up "
               f"{chained['chain_caught_up_s_after_worker']} s after the worker; verify from "
-              f"Kafka {chained['verify_from_kafka_per_s']:,}/s, ok={chained['verify_from_kafka_ok']}")
+              f"Kafka {chained['verify_from_kafka_per_s']:,}/s, "
+              f"ok={chained['verify_from_kafka_ok']}")
         trips = asyncio.run(receipt_round_trip(bootstrap, Path(tmp) / "receipts",
                                                args.receipts))
         print(f"  receipts: {trips['receipts']} of {trips['sent']}, p50 {trips['p50_ms']} ms")
