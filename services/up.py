@@ -72,8 +72,18 @@ def run(args: argparse.Namespace) -> int:
         procs["gateway"] = _spawn("gateway", ["gateway", *common, "--port", str(gateway_port),
                                               "--keys-file", str(keys),
                                               "--spool-dir", str(data / "spool")], logs)
+        # The doubles sign their receipts with the agencies' demo keys; the delivery service
+        # checks them and the audit chain records everything with a key made here once.
         procs["delivery"] = _spawn("delivery", ["delivery", *common, "--catalog", str(routed),
-                                                "--keys-file", str(keys)], logs)
+                                                "--keys-file", str(keys),
+                                                "--demo-receipt-keys"], logs)
+        audit_key = data / "audit-key.pem"
+        if not audit_key.exists():
+            from lienthong.services.audit.entries import create_audit_key
+
+            create_audit_key(audit_key)
+        procs["audit"] = _spawn("audit", ["audit", "chain", *common, "--audit-key",
+                                          str(audit_key)], logs)
         procs["dashboard"] = _spawn("dashboard", ["dashboard", *common, "--demo",
                                                   "--port", str(dashboard_port)], logs)
         if not args.no_simulator:
@@ -90,6 +100,7 @@ lienthong is running (Ctrl-C stops everything)
   worker metrics       http://127.0.0.1:{settings.worker_port}/metrics
   demo agency systems  http://127.0.0.1:{doubles_port}/stats
   agency keys          {keys}
+  audit log            lienthong audit verify --bootstrap {bootstrap} --audit-key {data / "audit-key.pem"}
   logs                 {logs}/
 """, flush=True)
         stop = {"now": False}
