@@ -100,7 +100,8 @@ lienthong is running (Ctrl-C stops everything)
   worker metrics       http://127.0.0.1:{settings.worker_port}/metrics
   demo agency systems  http://127.0.0.1:{doubles_port}/stats
   agency keys          {keys}
-  audit log            lienthong audit verify --bootstrap {bootstrap} --audit-key {data / "audit-key.pem"}
+  audit log            lienthong audit verify --bootstrap {bootstrap} \
+                         --audit-key {data / "audit-key.pem"}
   logs                 {logs}/
 """, flush=True)
         stop = {"now": False}
