@@ -102,7 +102,8 @@ def worker_run(bootstrap: str, workdir: Path, events: list[dict[str, Any]], part
     if chainer is not None:
         sources = sum(Offsets(bootstrap, t).total() for t in
                       (hub.names.events, hub.names.deliveries, hub.names.alerts,
-                       hub.names.deadletter, hub.names.receipts))
+                       hub.names.deadletter, hub.names.receipts,
+                       hub.names.operator_actions))
         audit = Offsets(bootstrap, hub.names.audit_log)
         # Transaction markers take offsets too, so wait on records read, not end offsets.
         deadline = time.monotonic() + 120

@@ -20,6 +20,9 @@ dossier.status      dossier    the latest snapshot of each dossier (JSON), writt
 receipts            dossier    signed receipts of applied deliveries (``codec.RECEIPTS``), written
                                by the delivery service once the receiver's signature checks out.
                                Evidence: never deleted.
+operator.actions    operator   the dashboard's operator actions (sign-ins, views of personal data,
+                               re-sends, account changes), one JSON object each, as in its
+                               JSONL audit file; chained into audit.log. Never deleted.
 audit.log           dossier or the hash-chained audit log (``codec.AUDIT_ENTRIES``), one chain per
                     source     partition; its only writer is ``lienthong audit chain``. Evidence:
                                never deleted, never compacted.
@@ -51,6 +54,7 @@ DEADLETTER = "deadletter"
 CATALOG = "catalog"
 DOSSIER_STATUS = "dossier.status"
 RECEIPTS = "receipts"
+OPERATOR_ACTIONS = "operator.actions"
 AUDIT_LOG = "audit.log"
 AUDIT_CHECKPOINTS = "audit.checkpoints"
 
@@ -80,19 +84,22 @@ class TopicNames:
     catalog: str
     status: str
     receipts: str
+    operator_actions: str
     audit_log: str
     audit_checkpoints: str
 
     def all(self) -> tuple[str, ...]:
         return (self.events, self.deliveries, self.alerts, self.deadletter, self.catalog,
-                self.status, self.receipts, self.audit_log, self.audit_checkpoints)
+                self.status, self.receipts, self.operator_actions, self.audit_log,
+                self.audit_checkpoints)
 
 
 def names(settings: Settings) -> TopicNames:
     p = settings.topic_prefix
     return TopicNames(events=p + DOSSIER_EVENTS, deliveries=p + DELIVERIES, alerts=p + ALERTS,
                       deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS,
-                      receipts=p + RECEIPTS, audit_log=p + AUDIT_LOG,
+                      receipts=p + RECEIPTS, operator_actions=p + OPERATOR_ACTIONS,
+                      audit_log=p + AUDIT_LOG,
                       audit_checkpoints=p + AUDIT_CHECKPOINTS)
 
 
@@ -115,6 +122,7 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(n.catalog, 1, rf, {**common, **_COMPACTED}),
         TopicSpec(n.status, keyed, rf, {**common, **_COMPACTED}),
         TopicSpec(n.receipts, keyed, rf, {**common, **_FOREVER}),
+        TopicSpec(n.operator_actions, 1, rf, {**common, **_FOREVER}),
         # Same partition count as the keyed sources: audit partition p chains source partition
         # p of every keyed topic, so one dossier's whole history is one chain.
         TopicSpec(n.audit_log, keyed, rf, {**common, **_FOREVER}),

@@ -34,6 +34,11 @@ class ExportError(ValueError):
 
 
 def _content_json(kind: str, content: bytes) -> Any:
+    if kind == "operator":  # the dashboard's JSON audit line
+        try:
+            return json.loads(content)
+        except ValueError:
+            return {"undecodable": "not JSON"}
     decoder = _DECODERS.get(kind)
     if decoder is None:
         return None
@@ -88,7 +93,7 @@ def build_export(copy: AuditCopy, dossier: str, public_key: dict[str, str]) -> d
     raise ExportError(f"the audit log has no entry about dossier {dossier}")
 
 
-_LABELS = {"event": "Sự kiện hồ sơ", "delivery": "Chuyển giao", "receipt": "Biên nhận đã ký",
+_LABELS = {"operator": "Thao tác của cán bộ", "event": "Sự kiện hồ sơ", "delivery": "Chuyển giao", "receipt": "Biên nhận đã ký",
            "alert": "Cảnh báo", "deadletter": "Bị từ chối / lỗi"}
 
 
@@ -105,6 +110,8 @@ def _summary(record: dict[str, Any]) -> str:
                 f"{c.get('key_id')} · chữ ký {str(c.get('signature'))[:16]}…")
     if kind == "alert":
         return f"{c.get('kind')} {c.get('cause') or ''} · {c.get('agency')} · {c.get('detail')}"
+    if kind == "operator":
+        return f"{c.get('action')} · {c.get('user')}"
     return f"{c.get('reason')} · {c.get('detail')}"
 
 

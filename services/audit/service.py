@@ -4,7 +4,7 @@
     service.run(stop)            # until stop.is_set()
 
 It reads the source topics (``dossier.events``, ``deliveries``, ``receipts``, ``alerts``,
-``deadletter``) and appends one entry per record to the audit partition with the same number as
+``deadletter``, ``operator.actions``) and appends one entry per record to the audit partition with the same number as
 the record's partition — every keyed topic is partitioned by dossier code with the same count,
 so one dossier's whole history is one chain (``deadletter``, one partition, goes to 0).
 
@@ -42,7 +42,7 @@ GROUP_ID = "lienthong-audit-chain"
 
 #: source topic attribute of ``TopicNames`` -> the entry's ``source_kind``.
 SOURCES = {"events": "event", "deliveries": "delivery", "receipts": "receipt",
-           "alerts": "alert", "deadletter": "deadletter"}
+           "alerts": "alert", "deadletter": "deadletter", "operator_actions": "operator"}
 
 
 def last_entries(bootstrap: str, topic: str, timeout_s: float = 30.0) -> dict[int, bytes]:

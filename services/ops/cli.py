@@ -218,8 +218,20 @@ async def _serve(args: argparse.Namespace) -> int:
             board.apply_snapshot(s)
         for a in sample_alerts(snaps):
             board.add_alert(a)
+    sink, actions = None, None
+    if args.bootstrap:
+        from kafka import KafkaProducer
+
+        actions = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all",
+                                enable_idempotence=True)
+        topic = topics.names(settings).operator_actions
+
+        def sink(line: bytes, user: str | None) -> None:
+            assert actions is not None
+            actions.send(topic, value=line, key=(user or "").encode("utf-8") or None)
+
     app = create_app(board, users, resend=feed.resend if feed else None,
-                     audit=AuditLog(args.audit_log), clock=clock.now, secret=secret,
+                     audit=AuditLog(args.audit_log, sink), clock=clock.now, secret=secret,
                      metrics=metrics, cookie_secure=args.cookie_secure)
     dash = app[DASHBOARD]
     runner = web.AppRunner(app, access_log=None)
@@ -248,6 +260,8 @@ async def _serve(args: argparse.Namespace) -> int:
             await task
         await feed.close()  # type: ignore[union-attr]
     await runner.cleanup()
+    if actions is not None:
+        actions.close(timeout=10)  # flush the last operator actions
     return code
 
 

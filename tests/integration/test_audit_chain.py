@@ -53,7 +53,7 @@ def committed_count(bootstrap: str, topics: list[str]) -> int:
 
 def sources(hub: Hub) -> list[str]:
     n = hub.names
-    return [n.events, n.deliveries, n.receipts, n.alerts, n.deadletter]
+    return [n.events, n.deliveries, n.receipts, n.alerts, n.deadletter, n.operator_actions]
 
 
 def start_chain(hub: Hub, key: Path, log_name: str) -> subprocess.Popen[bytes]:
@@ -98,6 +98,11 @@ def test_a_province_day_is_chained_verifies_and_one_altered_record_is_named(
     create_audit_key(key_file)
     now = next_saturday_morning(max(datetime.fromisoformat(e["at"]) for e in events))
     hub.publish(events)
+    operator = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for line in (b'{"action":"login","user":"dieuhanh"}',
+                 b'{"action":"resend","user":"dieuhanh","offset":7}'):
+        operator.send(hub.names.operator_actions, value=line, key=b"dieuhanh")
+    operator.close()
     hub.start_worker(clock=f"scaled:{now.isoformat()}:1@{time.time()}")
     status = TopicReader(hub.bootstrap, hub.names.status)
     chainer = start_chain(hub, key_file, "chain.log")
@@ -128,6 +133,10 @@ def test_a_province_day_is_chained_verifies_and_one_altered_record_is_named(
     report = json.loads(out)
     assert code == 0, report
     assert report["entries"] == chained and report["checkpoints"] >= 1
+    logged = read_log(kafka_bootstrap, hub.names.audit_log, hub.names.audit_checkpoints)
+    kinds = {chain.read_entry(v)["source_kind"] for values in logged.partitions.values()
+             for _, v in values}
+    assert {"event", "delivery", "alert", "operator"} <= kinds
 
     copy = tmp_path / "copy.jsonl"
     assert audit_cli(monkeypatch, hub, capsys, "copy", "--bootstrap", kafka_bootstrap,

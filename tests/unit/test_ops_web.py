@@ -392,3 +392,14 @@ async def test_every_page_has_the_search_box_in_its_header(site: Site) -> None:
             text = (await c.get(path)).text
             header = text[text.index("<header"):text.index("</header>")]
             assert 'action="/search"' in header and 'name="q"' in header, path
+
+
+def test_each_audit_line_is_handed_to_the_sink_as_written(tmp_path: Path) -> None:
+    handed: list[tuple[bytes, str | None]] = []
+    audit = AuditLog(tmp_path / "audit.jsonl", sink=lambda line, user: handed.append((line,
+                                                                                       user)))
+    audit.record("resend", "dieuhanh", offset=7)
+    [(line, user)] = handed
+    assert user == "dieuhanh"
+    assert line.decode() + "\n" == (tmp_path / "audit.jsonl").read_text()
+    assert json.loads(line)["action"] == "resend"

@@ -14,7 +14,7 @@ def test_prefix_is_prepended_to_every_topic_name() -> None:
     assert all(name.startswith("run42.") for name in n.all())
     assert topics.names(Settings()).all() == (
         "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status",
-        "receipts", "audit.log", "audit.checkpoints")
+        "receipts", "operator.actions", "audit.log", "audit.checkpoints")
 
 
 def test_prefix_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,7 +54,7 @@ def test_nonsense_partition_counts_are_refused() -> None:
 
 def test_evidence_topics_are_kept_forever_and_the_audit_log_has_the_keyed_partitions() -> None:
     by_name = {s.name: s for s in topics.specs(Settings(partitions=6))}
-    for name in ("receipts", "audit.log", "audit.checkpoints"):
+    for name in ("receipts", "operator.actions", "audit.log", "audit.checkpoints"):
         assert by_name[name].config["retention.ms"] == "-1"
         assert by_name[name].config.get("cleanup.policy", "delete") == "delete"
     assert by_name["audit.log"].partitions == by_name["dossier.events"].partitions == 6
