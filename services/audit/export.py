@@ -93,8 +93,8 @@ def build_export(copy: AuditCopy, dossier: str, public_key: dict[str, str]) -> d
     raise ExportError(f"the audit log has no entry about dossier {dossier}")
 
 
-_LABELS = {"operator": "Thao tác của cán bộ", "event": "Sự kiện hồ sơ", "delivery": "Chuyển giao", "receipt": "Biên nhận đã ký",
-           "alert": "Cảnh báo", "deadletter": "Bị từ chối / lỗi"}
+_LABELS = {"operator": "Thao tác của cán bộ", "event": "Sự kiện hồ sơ",
+           "delivery": "Chuyển giao", "receipt": "Biên nhận đã ký", "alert": "Cảnh báo", "deadletter": "Bị từ chối / lỗi"}
 
 
 def _summary(record: dict[str, Any]) -> str:

@@ -4,9 +4,10 @@
     service.run(stop)            # until stop.is_set()
 
 It reads the source topics (``dossier.events``, ``deliveries``, ``receipts``, ``alerts``,
-``deadletter``, ``operator.actions``) and appends one entry per record to the audit partition with the same number as
-the record's partition — every keyed topic is partitioned by dossier code with the same count,
-so one dossier's whole history is one chain (``deadletter``, one partition, goes to 0).
+``deadletter``, ``operator.actions``) and appends one entry per record to the audit partition
+with the same number as the record's partition — every keyed topic is partitioned by dossier
+code with the same count, so one dossier's whole history is one chain (``deadletter`` and
+``operator.actions``, one partition each, go to 0).
 
 Exactly once, across kill -9: each batch of entries, any checkpoint due, and the source
 positions reached are written in one Kafka transaction (``transactional.id`` fixed per hub, so
