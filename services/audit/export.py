@@ -94,7 +94,8 @@ def build_export(copy: AuditCopy, dossier: str, public_key: dict[str, str]) -> d
 
 
 _LABELS = {"operator": "Thao tác của cán bộ", "event": "Sự kiện hồ sơ",
-           "delivery": "Chuyển giao", "receipt": "Biên nhận đã ký", "alert": "Cảnh báo", "deadletter": "Bị từ chối / lỗi"}
+           "delivery": "Chuyển giao", "receipt": "Biên nhận đã ký",
+           "alert": "Cảnh báo", "deadletter": "Bị từ chối / lỗi"}
 
 
 def _summary(record: dict[str, Any]) -> str:
