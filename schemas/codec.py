@@ -11,7 +11,8 @@ Usage::
     data = codec.encode_event({"event_id": "5b1e…", "type": "handoff", ...})  # checks, encodes
     event = codec.decode_event(data)  # the same canonical dict back
 
-One ``Codec`` per record kind: ``EVENTS``, ``DELIVERIES``, ``ALERTS``, ``DEADLETTERS``. Each
+One ``Codec`` per record kind: ``EVENTS``, ``DELIVERIES``, ``ALERTS``, ``DEADLETTERS``,
+``RECEIPTS``, ``AUDIT_ENTRIES`` and ``AUDIT_CHECKPOINTS``. Each
 writes the latest schema version of its kind and reads every version listed in
 ``registry.VERSIONS``: the latest through a generated straight-line reader (``compiled``), older
 ones through fastavro's schema resolution. Errors are ``CodecError`` subclasses carrying a
@@ -25,7 +26,10 @@ Canonical forms:
   on decode (null and absent are the same on encode). Avro keeps the payload fields of each type
   in its own record of the ``payload`` union, chosen by ``type``.
 - delivery: ``payload`` is a JSON object; on the wire it is its JSON text (UTF-8).
-- alert and dead letter: every field present, null where the schema allows.
+- alert and dead letter: every field present, null where the schema allows; an alert's
+  ``cause`` (version 2) is left out when null, so alerts without one read as they always did.
+- receipt, audit entry and audit checkpoint: every field present; hashes in audit entries are
+  32 raw bytes (``prev``, ``content_sha256``), and the source record's bytes are ``content``.
 
 Instants (``at``, ``due_at``…) are Avro strings holding the ISO-8601 text exactly as sent, so the
 offset (+07:00 for the sample province) survives and decoding costs nothing; they are checked to
@@ -74,7 +78,8 @@ from .validation import (
 )
 
 __all__ = [
-    "ALERTS", "DEADLETTERS", "DELIVERIES", "EVENTS", "MAGIC",
+    "ALERTS", "AUDIT_CHECKPOINTS", "AUDIT_ENTRIES", "DEADLETTERS", "DELIVERIES", "EVENTS",
+    "MAGIC", "RECEIPTS",
     "Codec", "CodecError", "CorruptRecord", "InvalidRecord", "UnknownSchema",
     "codec_for", "decode_alert", "decode_deadletter", "decode_delivery", "decode_event",
     "encode_alert", "encode_deadletter", "encode_delivery", "encode_event", "identify",
@@ -366,16 +371,76 @@ DELIVERIES = Codec("delivery", specific={
     "delivery_id": identifier, "destination": agency, "dossier": dossier, "event_id": uuid,
     "at": instant, "payload": json_object,
 }, to_wire=_delivery_to_wire, from_wire=_delivery_from_wire)
+def _alert_from_wire(record: dict[str, Any]) -> dict[str, Any]:
+    if record.get("cause", "") is None:
+        del record["cause"]
+    return record
+
+
 ALERTS = Codec("alert", specific={
     "alert_id": identifier, "dossier": dossier, "agency": agency, "destination": agency,
     "due_at": instant, "fired_at": instant, "detail": text(MAX_DETAIL, empty=True),
-}, extra_check=_alert_scope)
+    "cause": reason_code,
+}, extra_check=_alert_scope, from_wire=_alert_from_wire)
 DEADLETTERS = Codec("deadletter", specific={
     "reason": reason_code, "detail": text(MAX_DETAIL, empty=True), "source_topic": topic_name,
     "partition": _whole(_INT, -1), "offset": _whole(_LONG, -1), "at": instant,
 })
 
-_BY_KIND = {"event": EVENTS, "delivery": DELIVERIES, "alert": ALERTS, "deadletter": DEADLETTERS}
+def _sha256_hex(value: Any) -> str | None:
+    if isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value):
+        return None
+    return "must be 64 lower-case hex digits (a SHA-256)"
+
+
+def _hex_text(value: Any) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= 1024 and all(c in _HEX for c in value):
+        return None
+    return "must be lower-case hex"
+
+
+def _hash32(value: Any) -> str | None:
+    if isinstance(value, bytes | bytearray) and len(value) == 32:
+        return None
+    return "must be 32 bytes (a SHA-256 digest)"
+
+
+def _heads(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return "must be a list of {partition, seq, head}"
+    for i, head in enumerate(value):
+        if not isinstance(head, Mapping) or set(head) != {"partition", "seq", "head"}:
+            return f"[{i}] must be {{partition, seq, head}}"
+        if not isinstance(head["partition"], int) or not isinstance(head["seq"], int) \
+                or head["partition"] < 0 or head["seq"] < -1:
+            return f"[{i}] partition >= 0 and seq >= -1 must be whole numbers"
+        if _sha256_hex(head["head"]) is not None:
+            return f"[{i}].head must be 64 lower-case hex digits"
+    return None
+
+
+_HEX = frozenset("0123456789abcdef")
+
+RECEIPTS = Codec("receipt", specific={
+    "receipt_id": identifier, "delivery_id": identifier, "kind": identifier,
+    "dossier": dossier, "body_sha256": _sha256_hex, "receiver": agency,
+    "received_at": instant, "key_id": identifier, "algorithm": identifier,
+    "signature": _hex_text, "recorded_at": instant,
+})
+AUDIT_ENTRIES = Codec("audit_entry", specific={
+    "prev": _hash32, "content_sha256": _hash32, "seq": _whole(_LONG, 0),
+    "source_kind": identifier, "source_topic": topic_name,
+    "source_partition": _whole(_INT, 0), "source_offset": _whole(_LONG, 0),
+    "source_timestamp_ms": _whole(_LONG, -1), "dossier": text(), "logged_at": instant,
+})
+AUDIT_CHECKPOINTS = Codec("audit_checkpoint", specific={
+    "audit_topic": topic_name, "at": instant, "heads": _heads, "key_id": identifier,
+    "signature": _hex_text,
+})
+
+_BY_KIND = {"event": EVENTS, "delivery": DELIVERIES, "alert": ALERTS, "deadletter": DEADLETTERS,
+            "receipt": RECEIPTS, "audit_entry": AUDIT_ENTRIES,
+            "audit_checkpoint": AUDIT_CHECKPOINTS}
 
 
 def codec_for(kind: str, *, reader_version: int | None = None) -> Codec:
@@ -401,3 +466,5 @@ encode_alert = ALERTS.encode
 decode_alert = ALERTS.decode
 encode_deadletter = DEADLETTERS.encode
 decode_deadletter = DEADLETTERS.decode
+encode_receipt = RECEIPTS.encode
+decode_receipt = RECEIPTS.decode

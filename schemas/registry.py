@@ -27,8 +27,11 @@ AVRO_DIR = Path(__file__).resolve().parent / "avro"
 VERSIONS: dict[str, tuple[str, ...]] = {
     "event": ("v1/dossier_event.avsc", "v2/dossier_event.avsc", "v3/dossier_event.avsc"),
     "delivery": ("v1/delivery.avsc",),
-    "alert": ("v1/alert.avsc",),
+    "alert": ("v1/alert.avsc", "v2/alert.avsc"),
     "deadletter": ("v1/deadletter.avsc",),
+    "receipt": ("v1/receipt.avsc",),
+    "audit_entry": ("v1/audit_entry.avsc",),
+    "audit_checkpoint": ("v1/audit_checkpoint.avsc",),
 }
 
 _EMPTY = 0xC15D213AA4D7A795  # CRC-64-AVRO seed, from the Avro specification

@@ -26,6 +26,17 @@ notifications                  status of a message: queued, held, sent, delivere
                                skipped), written by ``citizen-notify`` for the dossier's
                                timeline. Masked addresses only. Kept 400 days (a year of
                                complaints about "nobody told me" can be answered).
+receipts            dossier    signed receipts of applied deliveries (``codec.RECEIPTS``), written
+                               by the delivery service once the receiver's signature checks out.
+                               Evidence: never deleted.
+operator.actions    operator   the dashboard's operator actions (sign-ins, views of personal data,
+                               re-sends, account changes), one JSON object each, as in its
+                               JSONL audit file; chained into audit.log. Never deleted.
+audit.log           dossier or the hash-chained audit log (``codec.AUDIT_ENTRIES``), one chain per
+                    source     partition; its only writer is ``lienthong audit chain``. Evidence:
+                               never deleted, never compacted.
+audit.checkpoints   none       signed chain heads of every audit partition
+                               (``codec.AUDIT_CHECKPOINTS``). One partition, kept forever.
 ==================  =========  ==================================================================
 
 Partitions of the keyed topics come from ``Settings.partitions`` (one dossier's records stay in
@@ -54,9 +65,15 @@ CATALOG = "catalog"
 DOSSIER_STATUS = "dossier.status"
 GATEWAY_NONCES = "gateway.nonces"
 CITIZEN_NOTIFICATIONS = "citizen.notifications"
+RECEIPTS = "receipts"
+OPERATOR_ACTIONS = "operator.actions"
+AUDIT_LOG = "audit.log"
+AUDIT_CHECKPOINTS = "audit.checkpoints"
 
-LEGAL_RECORD = (DOSSIER_EVENTS, DEADLETTER)
-"""Topics Kafka must never delete from (retention -1, never compacted): the legal record."""
+LEGAL_RECORD = (DOSSIER_EVENTS, DEADLETTER, RECEIPTS, OPERATOR_ACTIONS, AUDIT_LOG,
+                AUDIT_CHECKPOINTS)
+"""Topics Kafka must never delete from (retention -1, never compacted): the legal record and
+its evidence."""
 
 _DAY_MS = 24 * 3600 * 1000
 _FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
@@ -87,18 +104,25 @@ class TopicNames:
     catalog: str
     status: str
     nonces: str
+    receipts: str
+    operator_actions: str
+    audit_log: str
+    audit_checkpoints: str
     citizen: str = CITIZEN_NOTIFICATIONS
 
     def all(self) -> tuple[str, ...]:
         return (self.events, self.deliveries, self.alerts, self.deadletter, self.catalog,
-                self.status, self.nonces, self.citizen)
+                self.status, self.nonces, self.citizen, self.receipts, self.operator_actions,
+                self.audit_log, self.audit_checkpoints)
 
 
 def names(settings: Settings) -> TopicNames:
     p = settings.topic_prefix
     return TopicNames(events=p + DOSSIER_EVENTS, deliveries=p + DELIVERIES, alerts=p + ALERTS,
                       deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS,
-                      nonces=p + GATEWAY_NONCES, citizen=p + CITIZEN_NOTIFICATIONS)
+                      nonces=p + GATEWAY_NONCES, citizen=p + CITIZEN_NOTIFICATIONS,
+                      receipts=p + RECEIPTS, operator_actions=p + OPERATOR_ACTIONS,
+                      audit_log=p + AUDIT_LOG, audit_checkpoints=p + AUDIT_CHECKPOINTS)
 
 
 DOSSIER_TABLE = "dossiers"
@@ -131,6 +155,12 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(n.status, keyed, rf, {**common, **_COMPACTED}),
         TopicSpec(n.nonces, keyed, rf, {**common, **_NONCES}),
         TopicSpec(n.citizen, keyed, rf, {**common, "retention.ms": str(400 * _DAY_MS)}),
+        TopicSpec(n.receipts, keyed, rf, {**common, **_FOREVER}),
+        TopicSpec(n.operator_actions, 1, rf, {**common, **_FOREVER}),
+        # Same partition count as the keyed sources: audit partition p chains source partition
+        # p of every keyed topic, so one dossier's whole history is one chain.
+        TopicSpec(n.audit_log, keyed, rf, {**common, **_FOREVER}),
+        TopicSpec(n.audit_checkpoints, 1, rf, {**common, **_FOREVER}),
     ]
 
 

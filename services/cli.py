@@ -62,6 +62,8 @@ register("backup", "lienthong.services.backup.backup_cli",
          "back up every hub topic, the catalogue, accounts and audit log (manifest + SHA-256)")
 register("restore", "lienthong.services.backup.restore_cli",
          "restore a backup into empty topics after checking its hashes (--force to overwrite)")
+register("audit", "lienthong.services.audit.cli",
+         "hash-chained audit log: audit key|chain|verify|copy|export (tamper-evident record)")
 register("chaos", "lienthong.services.reliability.chaos",
          "fault scenarios under load, each checked for lost and repeated outputs (bounded)")
 

@@ -64,6 +64,10 @@ class Settings:
     dashboard_users: Path | None = field(default=None,
                                          metadata={"env": "LIENTHONG_DASHBOARD_USERS"})
 
+    #: LIENTHONG_AUDIT_KEY — the hub's Ed25519 private key (PEM) that signs audit checkpoints
+    #: (never in the repository; ``lienthong audit key --create FILE`` makes one).
+    audit_key_file: Path | None = field(default=None, metadata={"env": "LIENTHONG_AUDIT_KEY"})
+
     #: LIENTHONG_SMTP_PASSWORD — password for the SMTP relay of ``lienthong notify`` (only
     #: when the relay asks for a login; never on the command line).
     smtp_password: str | None = field(default=None, repr=False,

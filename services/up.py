@@ -244,9 +244,19 @@ def run(args: argparse.Namespace) -> int:
                 env["LIENTHONG_CLOCK"] = "wall"
             procs["worker"] = _spawn("worker", ["worker", *common, "--catalog", str(routed),
                                                 "--data-dir", str(data)], logs, env)
+            # The doubles sign their receipts with the agencies' demo keys; the delivery service
+            # checks them and the audit chain records everything with a key made here once.
             procs["delivery"] = _spawn("delivery", [
                 "delivery", *common, "--catalog", str(routed), "--keys-file", str(keys),
-                "--metrics-port", str(args.delivery_metrics_port)], logs, env)
+                "--metrics-port", str(args.delivery_metrics_port), "--demo-receipt-keys"],
+                logs, env)
+            audit_key = data / "audit-key.pem"
+            if not audit_key.exists():
+                from lienthong.services.audit.entries import create_audit_key
+
+                create_audit_key(audit_key)
+            procs["audit"] = _spawn("audit", ["audit", "chain", *common, "--audit-key",
+                                              str(audit_key)], logs, env)
             procs["dashboard"] = _spawn("dashboard", [
                 "dashboard", *common, "--users", str(users), "--port", str(dashboard_port),
                 "--catalog", str(settings.catalog_path)], logs, env)
@@ -271,6 +281,8 @@ lienthong is running (Ctrl-C stops everything)
   worker metrics       http://{host}:{settings.worker_port}/metrics
   demo agency systems  http://{host}:{args.doubles_port}/stats
   agency keys          {keys}
+  audit log            lienthong audit verify --bootstrap {bootstrap} \
+                         --audit-key {data / "audit-key.pem"}
   logs                 {logs}/
 """, flush=True)
             return _watch(procs, logs, lambda: _save_day(day_file, start, clock)

@@ -14,6 +14,7 @@ from lienthong.connectors.delivery.policy import DeliveryPolicy
 from lienthong.connectors.delivery.records import hub_topic
 from lienthong.connectors.delivery.service import GROUP_ID, DeliveryService
 from lienthong.connectors.http import KeysFileError, RequestSigner, load_keyring
+from lienthong.services.domain.receipts import ReceiptKeys, demo_keys
 from lienthong.services.settings import Settings
 
 DEFAULT_METRICS_PORT = 9311
@@ -43,6 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the code the hub signs its requests as (X-Agency)")
     g.add_argument("--allow-unsigned", action="store_true",
                    help="send unsigned requests when no hub key is configured (demos only)")
+    g.add_argument("--receipt-keys", default=None, metavar="FILE",
+                   help="agencies' Ed25519 public keys (JSON or YAML: {agency: [{key_id, "
+                   "public_key}]}); hand-offs, results and status syncs must then be answered "
+                   "with a receipt signed by the destination")
+    g.add_argument("--demo-receipt-keys", action="store_true",
+                   help="accept receipts signed with the catalogue agencies' demo keys (the "
+                   "doubles and simulator sign with them; demos only, they prove nothing)")
+    g.add_argument("--receipt-hours", type=float, default=4.0,
+                   help="hours a delivery may go without a signed receipt before a "
+                   "receipt_missing alert")
     g.add_argument("--group", default=GROUP_ID, help="consumer group")
     g.add_argument("--topic", default=None, help="topic to consume (default: the hub's "
                    "deliveries topic)")
@@ -107,6 +118,22 @@ def hub_signer(args: argparse.Namespace) -> RequestSigner | None:
                         "(use --allow-unsigned for a demo)")
 
 
+def receipt_keys(args: argparse.Namespace, agencies: list[str]) -> ReceiptKeys | None:
+    """The receivers' public keys: a file, the demo keys, or None (receipts not checked)."""
+    if args.receipt_keys:
+        import yaml
+
+        try:
+            with open(args.receipt_keys, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{args.receipt_keys}: cannot read it ({exc})") from None
+        return ReceiptKeys.from_mapping(data, args.receipt_keys)
+    if args.demo_receipt_keys:
+        return demo_keys(agencies)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -128,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"lienthong delivery: {exc}", file=sys.stderr)
         return 2
 
+    try:
+        keys = receipt_keys(args, [a.code for a in catalogue.agencies.values()])
+    except ValueError as exc:
+        print(f"lienthong delivery: {exc}", file=sys.stderr)
+        return 2
+
     def endpoint(code: str) -> str | None:
         agency = catalogue.agency(code)
         return agency.endpoint if agency is not None else None
@@ -144,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     service = DeliveryService(args.bootstrap, endpoint, signer=signer, policy=policy,
                               metrics=metrics, group_id=args.group, clock=clock,
-                              deliveries_topic=args.topic or hub_topic("DELIVERIES"))
+                              deliveries_topic=args.topic or hub_topic("DELIVERIES"),
+                              receipt_keys=keys, receipt_wait_seconds=args.receipt_hours * 3600)
 
     async def main() -> None:
         stop = asyncio.Event()

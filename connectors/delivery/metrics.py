@@ -27,6 +27,10 @@ class DeliveryMetrics:
         self.alerts = Counter(
             "lienthong_delivery_failing_alerts", "delivery_failing alerts emitted.",
             ["destination"], registry=r)
+        self.receipts = Counter(
+            "lienthong_delivery_receipts", "Signed receipts in destinations' answers, by what "
+            "became of them: recorded, refused (bad signature, wrong body…) or absent.",
+            ["destination", "result"], registry=r)
         self.in_flight = Gauge(
             "lienthong_delivery_in_flight", "Records read from deliveries and not yet delivered "
             "or parked.", registry=r)

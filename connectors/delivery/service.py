@@ -19,6 +19,13 @@ How it keeps its promises:
 - **Each destination's own shape.** The body is the canonical delivery, except where the
   policy's ``request_builders`` name a destination (the national portal gets its status sync);
   a delivery its builder refuses is parked as ``delivery_unmappable``.
+- **Signed receipts.** With ``receipt_keys``, the destination's answer to a hand-off, result or
+  status sync must carry its signed receipt (``services/domain/receipts.py``): a good one goes
+  to ``receipts`` before the delivery counts as done; a bad one is refused into ``deadletter``
+  with its reason (the delivery stays applied, but not receipted). A delivery with no good
+  receipt ``receipt_wait_seconds`` after it was read raises a ``delivery_failing`` alert with
+  cause ``receipt_missing`` (id ``receipt_missing:{delivery id}``). The wait is kept in memory:
+  a delivery already committed before a restart is no longer watched.
 - **One dead agency does not slow the others.** Each destination has its own HTTP connection
   pool, concurrency limit and circuit breaker; while its circuit is open its deliveries wait
   without using attempts, and a delivery that waited ``max_wait_seconds`` is parked so the
@@ -29,12 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -62,7 +71,17 @@ from lienthong.connectors.delivery.records import (
 )
 from lienthong.connectors.http import NO_RETRY, RequestSigner, make_async_client
 from lienthong.connectors.http.client import retry_after_seconds
+from lienthong.schemas import codec
 from lienthong.services.clock import Clock, WallClock
+from lienthong.services.domain.receipts import (
+    ACKNOWLEDGED_KINDS,
+    Expected,
+    ReceiptKeys,
+    ReceiptRefused,
+    ReceiptWatch,
+    check_receipt,
+    receipt_missing_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +93,7 @@ EXHAUSTED = "delivery_exhausted"  # every attempt failed
 UNAVAILABLE = "destination_unavailable"  # the circuit stayed open past max_wait_seconds
 NO_ENDPOINT = "no_endpoint"  # the catalogue has no endpoint for the destination
 UNMAPPABLE = "delivery_unmappable"  # the destination's request shape cannot be built from it
+NO_RECEIPT = "receipt_missing"  # cause of the alert of a delivery never receipted in time
 
 EndpointLookup = Callable[[str], str | None]
 
@@ -114,6 +134,7 @@ class _Attempt:
     cause: str  # metrics label: ok, http_4xx, http_5xx, timeout, connection
     detail: str
     retry_after: float | None = None
+    answer: Any = None  # the destination's JSON answer to a delivered request
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -151,6 +172,9 @@ class DeliveryService:
         rng: random.Random | None = None,
         client_factory: Callable[[str], httpx.AsyncClient] | None = None,
         consumer_options: dict[str, Any] | None = None,
+        receipt_keys: ReceiptKeys | None = None,
+        receipts_topic: str | None = None,
+        receipt_wait_seconds: float = 4 * 3600.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.endpoints = endpoints
@@ -165,6 +189,10 @@ class DeliveryService:
         self.rng = rng or random.Random()
         self.client_factory = client_factory or self._default_client
         self.consumer_options = consumer_options or {}
+        self.receipt_keys = receipt_keys
+        self.receipts_topic = receipts_topic or hub_topic("RECEIPTS")
+        self.receipt_wait = timedelta(seconds=receipt_wait_seconds)
+        self.watch = ReceiptWatch()
         self.streaks = FailureStreaks(self.policy.alert_after_failures)
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._lanes: dict[tuple[TopicPartition, str, str], deque[_Item]] = {}
@@ -212,9 +240,14 @@ class DeliveryService:
         try:
             self._consumer.subscribe([self.deliveries_topic], listener=_Rebalance(self))
             await self._consumer.start()
+            watcher = asyncio.create_task(self._watch_receipts(stop)) \
+                if self.receipt_keys is not None else None
             try:
                 await self._loop(stop)
             finally:
+                if watcher is not None:
+                    watcher.cancel()
+                    await asyncio.gather(watcher, return_exceptions=True)
                 await self._shutdown()
         finally:
             await self._producer.stop()
@@ -324,6 +357,10 @@ class DeliveryService:
                                                                          problem.detail))
             return
         item = _Item(tp, offset, key, value, time.monotonic(), delivery)
+        if self.receipt_keys is not None and delivery.kind in ACKNOWLEDGED_KINDS:
+            self.watch.expect(Expected(delivery.delivery_id, delivery.destination,
+                                       delivery.dossier, delivery.kind,
+                                       self.clock.now() + self.receipt_wait))
         lane_key = (tp, delivery.destination, delivery.dossier)
         lane = self._lanes.get(lane_key)
         if lane is not None:
@@ -398,6 +435,8 @@ class DeliveryService:
             if result.outcome is Outcome.DELIVERED:
                 self.metrics.delivered.labels(dest.code).inc()
                 self.metrics.latency.labels(dest.code).observe(time.monotonic() - item.read_at)
+                if self.receipt_keys is not None and delivery.kind in ACKNOWLEDGED_KINDS:
+                    await self._take_receipt(item, body, result.answer)
                 return
             if result.outcome is Outcome.PERMANENT:
                 await self._park(item, REJECTED, result.detail)
@@ -446,7 +485,11 @@ class DeliveryService:
         cause = "ok" if outcome is Outcome.DELIVERED else f"http_{status // 100}xx"
         hint = retry_after_seconds(response, self.policy.retry.max_delay) \
             if outcome is Outcome.RETRY else None
-        return _Attempt(outcome, cause, detail, hint)
+        answer = None
+        if outcome is Outcome.DELIVERED and self.receipt_keys is not None:
+            with contextlib.suppress(ValueError):
+                answer = response.json()
+        return _Attempt(outcome, cause, detail, hint, answer)
 
     def _record(self, dest: _Destination, permit: Permit, result: _Attempt) -> None:
         now = time.monotonic()
@@ -471,6 +514,55 @@ class DeliveryService:
             log.info("circuit of %s is now %s", dest.code, dest.breaker.state(now).name)
         # A half-open probe's verdict (or a closed circuit) lets the waiting lanes go.
         dest.notify()
+
+    # -- receipts -------------------------------------------------------------------------------
+
+    async def _take_receipt(self, item: _Item, body: bytes, answer: Any) -> None:
+        """Record the destination's signed receipt, or refuse it into ``deadletter``."""
+        assert self.receipt_keys is not None
+        delivery = item.delivery
+        signed = answer.get("receipt") if isinstance(answer, dict) else None
+        if signed is None:
+            self.metrics.receipts.labels(delivery.destination, "absent").inc()
+            return  # the watch raises receipt_missing if none comes in time
+        try:
+            record = check_receipt(signed, delivery_id=delivery.delivery_id,
+                                   kind=delivery.kind, dossier=delivery.dossier,
+                                   destination=delivery.destination, body=body,
+                                   keys=self.receipt_keys, recorded_at=self.clock.now())
+            value = codec.RECEIPTS.encode(record)
+        except (ReceiptRefused, codec.CodecError) as exc:
+            reason = exc.reason if isinstance(exc, ReceiptRefused) else "receipt_malformed"
+            self.metrics.receipts.labels(delivery.destination, "refused").inc()
+            original = json.dumps(signed, ensure_ascii=False).encode("utf-8") \
+                if not isinstance(signed, bytes) else signed
+            await self._send(self.deadletter_topic, item.key, deadletter_bytes(
+                original=original, key=item.key, reason=reason,
+                detail=f"receipt of {delivery.delivery_id} from {delivery.destination} "
+                       f"refused: {exc}", source_topic=item.tp.topic,
+                partition=item.tp.partition, offset=item.offset, at=self.clock.now()))
+            log.warning("refused the receipt of %s from %s: %s", delivery.delivery_id,
+                        delivery.destination, exc)
+            return
+        await self._send(self.receipts_topic, delivery.dossier.encode(), value)
+        self.watch.received(delivery.delivery_id)
+        self.metrics.receipts.labels(delivery.destination, "recorded").inc()
+
+    async def _watch_receipts(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = self.clock.now()
+            for late in self.watch.overdue(now):
+                self.metrics.alerts.labels(late.destination).inc()
+                await self._send(self.alerts_topic, late.dossier.encode(), codec.encode_alert({
+                    "alert_id": receipt_missing_id(late.delivery_id),
+                    "kind": "delivery_failing", "cause": NO_RECEIPT, "scope": "dossier",
+                    "dossier": late.dossier, "agency": late.destination,
+                    "destination": late.destination, "due_at": late.due.isoformat(),
+                    "fired_at": now.isoformat(),
+                    "detail": f"no signed receipt from {late.destination} for {late.kind} "
+                              f"{late.delivery_id} by {late.due.isoformat()}"}))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
     # -- Kafka outputs --------------------------------------------------------------------------
 

@@ -2,9 +2,12 @@
 "changes since cursor" feed, with faults that can be switched on while running.
 
 The inbox honours ``Idempotency-Key``: each key is applied once; a repeated key is answered as
-the first time (200) without applying again. It counts raw receipts (every request that reached
-it), applications (first sight of a key), duplicates (a key seen again) and injected failures
-separately, and records the order in which each dossier's deliveries were applied.
+the first time (200) without applying again. Each application is answered with a receipt
+signed by the agency (``{"receipt": {...}}``, ``services/domain/receipts.py``) — with its demo
+key unless given one — and a repeated key gets the same receipt again. It counts raw receipts
+(every request that reached it), applications (first sight of a key), duplicates (a key seen
+again) and injected failures separately, and records the order in which each dossier's
+deliveries were applied.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from lienthong.services.domain.receipts import DEMO_KEY_ID, demo_key, sign_receipt
 
 
 @dataclass
@@ -28,12 +35,15 @@ class Faults:
     slow_seconds: float = 0.0
     reject_status: int = 422  # a permanent 4xx for the next ``reject_count`` requests
     reject_count: int = 0
+    unsigned_count: int = 0  # applied, but answered without a receipt
+    forged_count: int = 0  # applied, but the receipt's signature is not the agency's
 
     def to_json(self, now: float) -> dict[str, Any]:
         return {"fail_status": self.fail_status,
                 "failing_for": round(max(0.0, self.fail_until - now), 3),
                 "slow_seconds": self.slow_seconds, "reject_status": self.reject_status,
-                "reject_count": self.reject_count}
+                "reject_count": self.reject_count, "unsigned_count": self.unsigned_count,
+                "forged_count": self.forged_count}
 
 
 @dataclass
@@ -44,6 +54,7 @@ class Applied:
     event_id: str | None
     body: dict[str, Any]
     received_at: float
+    receipt: dict[str, str] | None = None
 
 
 @dataclass
@@ -53,6 +64,9 @@ class Inbox:
     code: str
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = time.monotonic
+    signing_key: Ed25519PrivateKey | None = None  # None: no receipts at all
+    key_id: str = DEMO_KEY_ID
+    wall: Callable[[], datetime] = lambda: datetime.now(UTC)
     receipts: int = 0
     duplicates: int = 0
     failed: int = 0
@@ -87,6 +101,10 @@ class Inbox:
             f.reject_status = int(spec["reject_status"])
         if "reject_count" in spec:
             f.reject_count = int(spec["reject_count"])
+        if "unsigned_count" in spec:
+            f.unsigned_count = int(spec["unsigned_count"])
+        if "forged_count" in spec:
+            f.forged_count = int(spec["forged_count"])
 
     def dossier_order(self, dossier: str) -> list[dict[str, Any]]:
         return [{"key": k, "kind": self.applied[k].kind, "event_id": self.applied[k].event_id}
@@ -122,7 +140,9 @@ class Inbox:
                          "detail": "header Idempotency-Key is required"}
         if key in self.applied:
             self.duplicates += 1
-            return 200, {"status": "duplicate", "key": key}
+            again = self.applied[key].receipt
+            return 200, {"status": "duplicate", "key": key,
+                         **({"receipt": again} if again else {})}
         try:
             data = json.loads(body)
         except ValueError:
@@ -132,11 +152,28 @@ class Inbox:
             self.rejected += 1
             return 400, {"error": "not_an_object", "detail": "body must be a JSON object"}
         dossier = data.get("dossier") if isinstance(data.get("dossier"), str) else None
+        receipt = self._receipt(key, data, dossier, body)
         self.applied[key] = Applied(key, data.get("kind"), dossier, data.get("event_id"), data,
-                                    self.clock())
+                                    self.clock(), receipt)
         if dossier is not None:
             self.by_dossier.setdefault(dossier, []).append(key)
-        return 200, {"status": "applied", "key": key}
+        return 200, {"status": "applied", "key": key, **({"receipt": receipt} if receipt else {})}
+
+    def _receipt(self, key: str, data: dict[str, Any], dossier: str | None,
+                 body: bytes) -> dict[str, str] | None:
+        f = self.faults
+        if self.signing_key is None or dossier is None or not isinstance(data.get("kind"), str):
+            return None
+        if f.unsigned_count > 0:
+            f.unsigned_count -= 1
+            return None
+        signer = self.signing_key
+        if f.forged_count > 0:
+            f.forged_count -= 1
+            signer = Ed25519PrivateKey.generate()
+        return sign_receipt(signer, self.key_id, delivery_id=key, kind=data["kind"],
+                            dossier=dossier, body=body, receiver=self.code,
+                            received_at=self.wall())
 
 
 class AgencyDoubles:
@@ -145,9 +182,13 @@ class AgencyDoubles:
     def __init__(self, codes: list[str] | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
                  faults: dict[str, dict[str, Any]] | None = None,
-                 open_registration: bool = True) -> None:
+                 open_registration: bool = True, sign_receipts: bool = True,
+                 signing_keys: dict[str, tuple[str, Ed25519PrivateKey]] | None = None) -> None:
         self.clock = clock
         self.open_registration = open_registration  # unknown codes get an inbox on first use
+        # Receipts are signed with the given (key id, key) of an agency, else its demo key.
+        self.sign_receipts = sign_receipts
+        self.signing_keys = dict(signing_keys or {})
         self.inboxes: dict[str, Inbox] = {}
         for code in codes or []:
             self.inbox(code)
@@ -157,7 +198,10 @@ class AgencyDoubles:
     def inbox(self, code: str) -> Inbox:
         box = self.inboxes.get(code)
         if box is None:
-            box = self.inboxes[code] = Inbox(code, clock=self.clock)
+            key_id, key = self.signing_keys.get(code) or (DEMO_KEY_ID, demo_key(code))
+            box = self.inboxes[code] = Inbox(
+                code, clock=self.clock, key_id=key_id,
+                signing_key=key if self.sign_receipts else None)
         return box
 
     def _find(self, request: web.Request) -> Inbox:

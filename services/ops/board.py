@@ -281,6 +281,7 @@ class AlertRecord:
     due_at: datetime | None
     fired_at: datetime
     detail: str
+    cause: str | None = None  # a finer reason within kind, e.g. receipt_missing
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AlertRecord:
@@ -290,7 +291,32 @@ class AlertRecord:
             destination=_opt_text(d, "destination"),
             due_at=_maybe_instant(d.get("due_at"), "due_at"),
             fired_at=_instant(d.get("fired_at"), "fired_at"), detail=str(d.get("detail") or ""),
+            cause=_opt_text(d, "cause"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRecord:
+    """A destination's signed receipt of one delivery (biên nhận), as the hub checked it."""
+
+    receipt_id: str
+    delivery_id: str
+    kind: str
+    dossier: str
+    receiver: str
+    received_at: datetime
+    key_id: str
+    signature: str
+    body_sha256: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ReceiptRecord:
+        return cls(receipt_id=_text(d, "receipt_id"), delivery_id=_text(d, "delivery_id"),
+                   kind=_text(d, "kind"), dossier=_text(d, "dossier"),
+                   receiver=_text(d, "receiver"),
+                   received_at=_instant(d.get("received_at"), "received_at"),
+                   key_id=_text(d, "key_id"), signature=_text(d, "signature"),
+                   body_sha256=_text(d, "body_sha256"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +480,7 @@ class Slip:
     late_by: timedelta
     portal_expected: frozenset[int]
     citizen_notices: tuple[CitizenNotice, ...] = ()
+    receipts: tuple[ReceiptRecord, ...] = ()  # signed receipts of its deliveries, in time order
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +530,7 @@ class OpsBoard:
         self._dossiers: dict[str, Dossier] = {}
         self._alerts: OrderedDict[str, AlertRecord] = OrderedDict()
         self._deadletters: OrderedDict[tuple[int, int], DeadLetterRecord] = OrderedDict()
+        self._receipts: dict[str, dict[str, ReceiptRecord]] = {}  # dossier -> id -> receipt
         self._max_alerts = max_alerts
         self._max_deadletters = max_deadletters
         self._children: dict[str, list[str]] = {}
@@ -566,6 +594,20 @@ class OpsBoard:
     def citizen_notices(self, code: str) -> tuple[CitizenNotice, ...]:
         """What the applicant of ``code`` was told, in the order the messages were planned."""
         return tuple(self._notices.get(code, {}).values())
+
+    def add_receipt(self, data: Mapping[str, Any]) -> Change | None:
+        """Record a signed receipt on its dossier's slip; None when seen already."""
+        receipt = ReceiptRecord.from_dict(data)
+        mine = self._receipts.setdefault(receipt.dossier, {})
+        if receipt.receipt_id in mine:
+            return None
+        mine[receipt.receipt_id] = receipt
+        self.version += 1
+        return Change("board", receipt.dossier, frozenset({receipt.receiver}))
+
+    def receipts(self, code: str) -> tuple[ReceiptRecord, ...]:
+        return tuple(sorted(self._receipts.get(code, {}).values(),
+                            key=lambda r: (r.received_at, r.receipt_id)))
 
     def add_deadletter(self, partition: int, offset: int, data: Mapping[str, Any]) -> Change:
         record = DeadLetterRecord.from_dict(partition, offset, data)
@@ -915,7 +957,8 @@ class OpsBoard:
             elif outcome == "overdue":
                 outcome = "open"
         return Slip(d, tuple(handoffs), outcome, late_by,
-                    EXPECTED_PORTAL.get(d.state, frozenset()), self.citizen_notices(code))
+                    EXPECTED_PORTAL.get(d.state, frozenset()),
+                    citizen_notices=self.citizen_notices(code), receipts=self.receipts(code))
 
 
 _LEVEL_ORDER = ("province", "centre", "department", "district", "commune", "vertical", "system",

@@ -226,7 +226,7 @@ async def _serve(args: argparse.Namespace) -> int:
         names = topics.names(settings)
         feed = StatusFeed(args.bootstrap, board,
                           FeedTopics(names.status, names.alerts, names.deadletter,
-                                     names.citizen),
+                                     citizen=names.citizen, receipts=names.receipts),
                           notify=lambda change: None, metrics=metrics)
     else:
         now = clock.now()
@@ -236,11 +236,22 @@ async def _serve(args: argparse.Namespace) -> int:
         for a in sample_alerts(snaps):
             board.add_alert(a)
     desk = None
+    sink, actions = None, None
     if args.bootstrap:
+        from kafka import KafkaProducer
+
         from lienthong.services.ops.corrections import CorrectionsDesk
         desk = CorrectionsDesk(args.bootstrap, settings)  # operators' voids (hủy sự kiện)
+        actions = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all",
+                                enable_idempotence=True)
+        topic = topics.names(settings).operator_actions
+
+        def sink(line: bytes, user: str | None) -> None:
+            assert actions is not None
+            actions.send(topic, value=line, key=(user or "").encode("utf-8") or None)
+
     app = create_app(board, users, resend=feed.resend if feed else None,
-                     audit=AuditLog(args.audit_log), clock=clock.now, secret=secret,
+                     audit=AuditLog(args.audit_log, sink), clock=clock.now, secret=secret,
                      metrics=metrics, cookie_secure=args.cookie_secure,
                      simulated=clock if isinstance(clock, ScaledClock) else None,
                      correct=desk.publish if desk is not None else None)
@@ -271,6 +282,8 @@ async def _serve(args: argparse.Namespace) -> int:
             await task
         await feed.close()  # type: ignore[union-attr]
     await runner.cleanup()
+    if actions is not None:
+        actions.close(timeout=10)  # flush the last operator actions
     return code
 
 

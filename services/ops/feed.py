@@ -1,5 +1,5 @@
-"""The dashboard's Kafka shell: reads ``dossier.status``, ``alerts`` and ``deadletter`` from the
-beginning into the read model, and re-sends parked messages.
+"""The dashboard's Kafka shell: reads ``dossier.status``, ``alerts``, ``deadletter`` and
+``receipts`` from the beginning into the read model, and re-sends parked messages.
 
 Partitions are assigned by hand (no consumer group): every dashboard process reads everything,
 and a restart rebuilds the read model from the compacted status topic and the alert feed.
@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from lienthong.schemas.codec import CodecError, decode_alert, decode_deadletter
+from lienthong.schemas.codec import CodecError, decode_alert, decode_deadletter, decode_receipt
 from lienthong.services.ops.board import AlertRecord, Change, OpsBoard, SnapshotError
 from lienthong.services.ops.metrics import DashboardMetrics
 
@@ -31,9 +31,11 @@ class FeedTopics:
     alerts: str | None = None
     deadletter: str | None = None
     citizen: str | None = None      # citizen.notifications: what applicants were told
+    receipts: str | None = None
 
     def all(self) -> tuple[str, ...]:
-        return tuple(t for t in (self.status, self.alerts, self.deadletter, self.citizen)
+        return tuple(t for t in (self.status, self.alerts, self.deadletter, self.citizen,
+                                 self.receipts)
                      if t is not None)
 
 
@@ -81,10 +83,12 @@ class StatusFeed:
                     missing.append(topic)
             if not missing:
                 return found
-            if missing == [self.topics.citizen]:
-                # A hub whose topics predate citizen notifications: the timeline goes without.
-                log.warning("dashboard: topic %s not found; no citizen notifications shown",
-                            self.topics.citizen)
+            optional = {self.topics.citizen, self.topics.receipts}
+            if set(missing) <= optional:
+                # A hub whose topics predate citizen notifications or receipts: the timeline
+                # goes without them.
+                log.warning("dashboard: topics %s not found; not shown on timelines",
+                            ", ".join(map(str, missing)))
                 return found
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(f"topics not found on {self.bootstrap}: {', '.join(missing)}")
@@ -162,13 +166,16 @@ class StatusFeed:
             self.parked[(rec.partition, rec.offset)] = Parked(
                 parked["source_topic"], parked.get("key"), parked["original"])
             return self.board.add_deadletter(rec.partition, rec.offset, parked)
+        if rec.topic == self.topics.receipts:
+            return self.board.add_receipt(decode_receipt(rec.value))
         return None
 
     def _count(self, topic: str, result: str) -> None:
         if self.metrics is not None:
             name = ("status" if topic == self.topics.status else
                     "alerts" if topic == self.topics.alerts else
-                    "citizen" if topic == self.topics.citizen else "deadletter")
+                    "citizen" if topic == self.topics.citizen else
+                    "receipts" if topic == self.topics.receipts else "deadletter")
             self.metrics.records.labels(name, result).inc()
 
     # re-sending ------------------------------------------------------------------------------

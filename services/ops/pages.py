@@ -470,6 +470,15 @@ def slip_main(v: View, slip: Slip, *, csrf: str | None = None,
         _table(["#", v.t("giver"), v.t("receiver"), v.t("handed_at"), v.t("step_due"),
                 v.t("step_ended"), v.t("outcome"), v.t("overrun")], hand, "grid slip"),
     ]
+    sections += [el("h2", {}, v.t("receipts")), _table(
+        [v.t("receiver"), v.t("receipt.kind"), v.t("receipt.received_at"), v.t("receipt.key"),
+         v.t("receipt.signature")],
+        [el("tr", {"class": "receipt"}, el("td", {}, v.agency(r.receiver)),
+            el("td", {}, r.kind), el("td", {"class": "num"}, v.when(r.received_at)),
+            el("td", {}, r.key_id),
+            el("td", {}, el("code", {"title": r.signature}, r.signature[:16] + "…")))
+         for r in slip.receipts], "grid receipts") if slip.receipts else
+        el("p", {"class": "receipts-none"}, v.t("receipt.none"))]
     if d.pauses:
         sections += [el("h2", {}, v.t("pauses")), _table(
             [v.t("kind"), v.t("requested_by"), v.t("from"), v.t("to"), v.t("reason")],
@@ -566,7 +575,8 @@ def search_main(v: View, query: str, found: Sequence[Dossier],
 def alerts_main(v: View, alerts: Sequence[AlertRecord]) -> Markup:
     rows = [el("tr", {"class": a.kind, "data-alert": a.alert_id},
                el("td", {"class": "num"}, v.when(a.fired_at)),
-               el("td", {}, el("span", {"class": f"badge {a.kind}"}, v.t(f"alert.{a.kind}"))),
+               el("td", {}, el("span", {"class": f"badge {a.kind}"},
+                               v.t(f"cause.{a.cause}") if a.cause else v.t(f"alert.{a.kind}"))),
                el("td", {"class": "code"},
                   el("a", {"href": f"/dossiers/{a.dossier}"}, a.dossier) if a.dossier else ""),
                el("td", {}, v.agency(a.agency) if a.agency else a.destination or ""),

@@ -868,6 +868,11 @@ def _slip_json(request: web.Request, slip: Slip) -> dict[str, Any]:
         "postal": [{"leg": p.leg, "tracking_number": p.tracking_number, "status": p.status,
                     "at": _iso(p.at)} for p in d.postal],
         "portal": {"status": d.portal_status, "in_step": d.portal_in_step},
+        "receipts": [{"receipt_id": r.receipt_id, "delivery_id": r.delivery_id,
+                      "kind": r.kind, "receiver": r.receiver,
+                      "received_at": _iso(r.received_at), "key_id": r.key_id,
+                      "signature": r.signature, "body_sha256": r.body_sha256}
+                     for r in slip.receipts],
         "timeline": [{"event_id": e.event_id, "type": e.type, "at": _iso(e.at),
                       "agency": e.agency, "to_agency": e.to_agency, "detail": e.detail}
                      for e in d.timeline],
@@ -888,7 +893,8 @@ async def api_slip(request: web.Request) -> web.Response:
 def _alert_json(a: AlertRecord) -> dict[str, Any]:
     return {"alert_id": a.alert_id, "kind": a.kind, "scope": a.scope, "dossier": a.dossier,
             "agency": a.agency, "destination": a.destination, "due_at": _iso(a.due_at),
-            "fired_at": _iso(a.fired_at), "detail": a.detail}
+            "fired_at": _iso(a.fired_at), "detail": a.detail,
+            **({"cause": a.cause} if a.cause else {})}
 
 
 async def api_alerts(request: web.Request) -> web.Response:

@@ -397,3 +397,20 @@ def test_board_with_ten_thousand_open_dossiers_paints_and_updates_quickly(
               f"{wall * 1000:.0f} ms; snapshot to board row {latency * 1000:.0f} ms; "
               f"alert to feed row {alert_latency * 1000:.0f} ms")
         assert wall < 10 and latency < 10 and alert_latency < 10
+
+
+def test_the_tracking_slip_shows_a_signed_receipt(server: Server, browser: WebDriver) -> None:
+    receipt = {"receipt_id": "receipt:H99-DISTRICT/h1", "delivery_id": "H99-DISTRICT/h1",
+               "kind": "handoff", "dossier": "H99-DISTRICT", "body_sha256": "ab" * 32,
+               "receiver": DISTRICT_COMMUNE, "received_at": datetime.now(TZ).isoformat(),
+               "key_id": "2026-06", "algorithm": "ed25519", "signature": "9c1d" + "00" * 62,
+               "recorded_at": datetime.now(TZ).isoformat()}
+    server.call(lambda: server.dash.notify(server.dash.board.add_receipt(receipt)))
+    d = browser
+    login(d, server.base)
+    d.get(server.base + "/dossiers/H99-DISTRICT")
+    WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.CSS_SELECTOR, "tr.receipt"))
+    assert "Biên nhận điện tử đã ký" in d.page_source
+    [row] = d.find_elements(By.CSS_SELECTOR, "tr.receipt")
+    assert "9c1d0000" in row.text and "2026-06" in row.text
+    d.save_screenshot(str(SHOTS / "slip-receipt.png"))

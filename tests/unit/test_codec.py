@@ -93,7 +93,7 @@ def test_unknown_fingerprint_is_refused_with_unknown_schema() -> None:
 
 def test_bytes_of_another_kind_are_named_in_the_error() -> None:
     alert = codec.encode_alert(ALERT)
-    with pytest.raises(UnknownSchema, match="alert v1, not a event"):
+    with pytest.raises(UnknownSchema, match="alert v2, not a event"):
         codec.decode_event(alert)
 
 

@@ -463,3 +463,14 @@ async def test_a_correct_password_costs_no_token(site: Site) -> None:
     for _ in range(8):
         async with site.login("province"):
             pass
+
+
+def test_each_audit_line_is_handed_to_the_sink_as_written(tmp_path: Path) -> None:
+    handed: list[tuple[bytes, str | None]] = []
+    audit = AuditLog(tmp_path / "audit.jsonl", sink=lambda line, user: handed.append((line,
+                                                                                       user)))
+    audit.record("resend", "dieuhanh", offset=7)
+    [(line, user)] = handed
+    assert user == "dieuhanh"
+    assert line.decode() + "\n" == (tmp_path / "audit.jsonl").read_text()
+    assert json.loads(line)["action"] == "resend"

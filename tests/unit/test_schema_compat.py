@@ -58,6 +58,8 @@ def _sample(t: Any, rnd: random.Random) -> Any:
         return rnd.choice(t["symbols"])
     if kind == "record":
         return {f["name"]: _sample(f["type"], rnd) for f in t["fields"]}
+    if kind == "array":
+        return [_sample(t["items"], rnd) for _ in range(rnd.randint(0, 3))]
     raise AssertionError(f"no sampler for {kind}")
 
 

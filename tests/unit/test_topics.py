@@ -14,7 +14,8 @@ def test_prefix_is_prepended_to_every_topic_name() -> None:
     assert all(name.startswith("run42.") for name in n.all())
     assert topics.names(Settings()).all() == (
         "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status",
-        "gateway.nonces", "citizen.notifications")
+        "gateway.nonces", "citizen.notifications", "receipts", "operator.actions", "audit.log",
+        "audit.checkpoints")
 
 
 def test_prefix_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,3 +68,12 @@ def test_nothing_ever_deletes_from_the_legal_record() -> None:
         assert by_name[name].config["retention.ms"] == "-1"
         assert by_name[name].config["retention.bytes"] == "-1"
         assert "compact" not in by_name[name].config.get("cleanup.policy", "delete")
+
+
+def test_evidence_topics_are_kept_forever_and_the_audit_log_has_the_keyed_partitions() -> None:
+    by_name = {s.name: s for s in topics.specs(Settings(partitions=6))}
+    for name in ("receipts", "operator.actions", "audit.log", "audit.checkpoints"):
+        assert by_name[name].config["retention.ms"] == "-1"
+        assert by_name[name].config.get("cleanup.policy", "delete") == "delete"
+    assert by_name["audit.log"].partitions == by_name["dossier.events"].partitions == 6
+    assert by_name["audit.checkpoints"].partitions == 1

@@ -1,0 +1,254 @@
+"""Evidence: the audit chain's cost to the worker, ``audit verify``'s rate, receipt round trip.
+
+    .venv/bin/python bench/bench_audit.py [--events 10000] [--entries 200000] [--receipts 200]
+
+- **Append cost.** The same ``--events`` simulator events go through one worker twice, on two
+  fresh hubs of the same broker in the same run: alone, then with ``lienthong audit chain``
+  running beside it (both subprocesses, the chain chaining every event, delivery, alert and
+  dead letter as it comes). Worker rate as in ``bench_pipeline.py``: events / (last delivery's
+  broker append − first output's). Target: with the chain at most 10 % slower (≥ 90 %).
+- **Verify rate.** ``--entries`` audit entries built with the one codec around real encoded
+  simulator events are checked by ``chain.verify_run`` (the code ``lienthong audit verify``
+  runs per partition), on one core, in memory: hashing over the pre-framed bytes only. Target
+  ≥ 200,000 entries/s. The rate of the whole ``audit verify`` from Kafka (reading included) on
+  the chained run is printed beside it.
+- **Receipt round trip.** ``--receipts`` hand-off deliveries produced one by one (20/s) to the
+  delivery service, which POSTs them to the agency doubles on 127.0.0.1; each round trip is
+  the receipt record's timestamp on ``receipts`` minus the delivery's produce time. DESIGN has
+  no target for it; 250 ms is set here (well inside a working minute).
+
+Uses the embedded broker (or KAFKA_BOOTSTRAP_SERVERS). Writes bench/results/audit.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pipeline import expected_deliveries, load, province_events
+from benchkit import (
+    BenchHub,
+    Figure,
+    Offsets,
+    machine,
+    percentile,
+    print_table,
+    read_all,
+    write_results,
+)
+from kafka import KafkaProducer
+
+from lienthong.deploy.embedded import kafka_cluster
+from lienthong.schemas import codec
+from lienthong.services.audit import chain
+from lienthong.services.audit.entries import Source, append, create_audit_key
+from lienthong.services.audit.verify import read_log, verify_log
+
+TARGET_SHARE = 90.0
+TARGET_VERIFY = 200_000.0
+TARGET_RECEIPT_MS = 250.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_run(bootstrap: str, workdir: Path, events: list[dict[str, Any]], partitions: int,
+               key: Path | None) -> dict[str, Any]:
+    hub = BenchHub(bootstrap, workdir, partitions)
+    hub.workdir.mkdir(parents=True)
+    hub.create_topics()
+    load(bootstrap, hub.names.events, [(e["dossier"].encode(), codec.EVENTS.encode(e))
+                                       for e in events])
+    clock_at = max(datetime.fromisoformat(e["at"]) for e in events) + timedelta(minutes=1)
+    wanted = sum(expected_deliveries(events, clock_at).values())
+    chainer = None
+    if key is not None:
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+               "LIENTHONG_TOPIC_PREFIX": hub.prefix, "LIENTHONG_AUDIT_KEY": str(key)}
+        chainer = subprocess.Popen(
+            [sys.executable, "-m", "lienthong.services.cli", "audit", "chain",
+             "--checkpoint-seconds", "5"], env=env, cwd=workdir,
+            stdout=open(workdir / "chain.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    probe = Offsets(bootstrap, hub.names.deliveries)
+    proc = hub.start_worker(clock=f"scaled:{clock_at.isoformat()}:1")
+    try:
+        if not probe.wait(wanted, 150, alive=proc):
+            raise SystemExit(f"worker did not write {wanted} deliveries:\n{hub.log()}")
+        done_at = time.time()
+    finally:
+        probe.close()
+        hub.stop_workers()
+    deliveries = read_all(bootstrap, hub.names.deliveries)
+    outputs = deliveries + read_all(bootstrap, hub.names.status)
+    first = min(r.timestamp for r in outputs)
+    last = max(r.timestamp for r in deliveries)
+    out: dict[str, Any] = {"events": len(events), "deliveries": len(deliveries),
+                           "worker_per_s": round(len(events) / ((last - first) / 1000.0))}
+    if chainer is not None:
+        sources = sum(Offsets(bootstrap, t).total() for t in
+                      (hub.names.events, hub.names.deliveries, hub.names.alerts,
+                       hub.names.deadletter, hub.names.receipts,
+                       hub.names.operator_actions))
+        audit = Offsets(bootstrap, hub.names.audit_log)
+        # Transaction markers take offsets too, so wait on records read, not end offsets.
+        deadline = time.monotonic() + 120
+        copy = read_log(bootstrap, hub.names.audit_log, hub.names.audit_checkpoints)
+        while copy.entries < sources and time.monotonic() < deadline:
+            time.sleep(1.0)
+            copy = read_log(bootstrap, hub.names.audit_log, hub.names.audit_checkpoints)
+        lag = time.time() - done_at
+        audit.close()
+        cpu = cpu_seconds(chainer.pid)
+        chainer.send_signal(signal.SIGTERM)
+        chainer.wait(30)
+        t = time.perf_counter()
+        copy = read_log(bootstrap, hub.names.audit_log, hub.names.audit_checkpoints)
+        from lienthong.services.audit.entries import load_audit_key
+        report = verify_log(copy, load_audit_key(key).public_raw)
+        whole = time.perf_counter() - t
+        out.update({"chained_entries": copy.entries, "source_records": sources,
+                    "chain_caught_up_s_after_worker": round(lag, 1),
+                    "chain_cpu_us_per_entry": round(cpu / max(1, copy.entries) * 1e6, 1),
+                    "verify_from_kafka_ok": report.ok,
+                    "verify_from_kafka_per_s": round(copy.entries / whole),
+                    "checkpoints": report.checkpoints})
+    return out
+
+
+def verify_rate(events: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    contents = [codec.EVENTS.encode(e) for e in events[:5000]]
+    state, values = chain.ChainState(), []
+    at = datetime.now(UTC)
+    for i in range(n):
+        e = contents[i % len(contents)]
+        value, state = append(state, Source("event", "dossier.events", 0, i, 0,
+                                            b"000.00.15.H99-20261125-0000001", e), at)
+        values.append(value)
+    size = sum(len(v) for v in values) / len(values)
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        result = chain.verify_run(values)
+        seconds = time.perf_counter() - t
+        assert result.ok and result.checked == n
+        best = max(best, n / seconds)
+    return {"entries": n, "mean_entry_bytes": round(size), "per_s": round(best)}
+
+
+async def receipt_round_trip(bootstrap: str, workdir: Path, n: int) -> dict[str, Any]:
+    from aiohttp import web
+
+    from lienthong.connectors.delivery.policy import DeliveryPolicy
+    from lienthong.connectors.delivery.service import DeliveryService
+    from lienthong.connectors.doubles.agencies import AgencyDoubles
+    from lienthong.connectors.http.serving import listening
+    from lienthong.services.domain.receipts import demo_keys
+
+    hub = BenchHub(bootstrap, workdir, 2)
+    hub.workdir.mkdir(parents=True)
+    hub.create_topics()
+    dest = "000.02.10.H99"
+    doubles = AgencyDoubles([dest])
+    app = web.Application()
+    doubles.add_routes(app)
+    sent: dict[str, float] = {}
+    async with listening(app) as base:
+        service = DeliveryService(
+            bootstrap, lambda code: f"{base}/agencies/{code}/inbox", signer=None,
+            policy=DeliveryPolicy(), group_id=f"{hub.prefix}delivery",
+            deliveries_topic=hub.names.deliveries, alerts_topic=hub.names.alerts,
+            deadletter_topic=hub.names.deadletter, receipts_topic=hub.names.receipts,
+            receipt_keys=demo_keys([dest]), rng=random.Random(1))
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        await asyncio.wait_for(service.started.wait(), 30)
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+        for i in range(n):
+            dossier = f"000.00.15.H99-20261125-{i:07d}"
+            d = {"delivery_id": f"{dossier}/h/{uuid.uuid4().hex[:6]}", "destination": dest,
+                 "kind": "handoff", "dossier": dossier, "event_id": str(uuid.uuid4()),
+                 "at": "2026-11-25T09:00:00+07:00", "payload": {"to_agency": dest}}
+            sent[d["delivery_id"]] = time.time()
+            producer.send(hub.names.deliveries, key=dossier.encode(),
+                          value=codec.encode_delivery(d))
+            producer.flush()
+            await asyncio.sleep(0.05)
+        producer.close()
+        probe = Offsets(bootstrap, hub.names.receipts)
+        deadline = time.monotonic() + 30
+        while probe.total() < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        probe.close()
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    records = read_all(bootstrap, hub.names.receipts)
+    trips = [r.timestamp / 1000.0 - sent[codec.decode_receipt(r.value)["delivery_id"]]
+             for r in records]
+    ms = [t * 1000 for t in trips]
+    return {"receipts": len(records), "sent": n, "p50_ms": round(percentile(ms, 50), 1),
+            "p99_ms": round(percentile(ms, 99), 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--entries", type=int, default=200_000)
+    parser.add_argument("--receipts", type=int, default=200)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+    events = province_events(args.events)
+    print(f"audit bench: {len(events):,} simulator events; machine {machine()}")
+    verify = verify_rate(events, args.entries)
+    print(f"  verify: {verify['entries']:,} entries of {verify['mean_entry_bytes']} B at "
+          f"{verify['per_s']:,}/s")
+    with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp, \
+            kafka_cluster() as bootstrap:
+        key = create_audit_key(Path(tmp) / "audit-bench.pem").key_id
+        key_path = Path(tmp) / f"{key}.pem"
+        alone = worker_run(bootstrap, Path(tmp) / "alone", events, args.partitions, None)
+        print(f"  worker alone: {alone['worker_per_s']:,} events/s")
+        chained = worker_run(bootstrap, Path(tmp) / "chained", events, args.partitions,
+                             key_path)
+        print(f"  worker with the chain service: {chained['worker_per_s']:,} events/s; "
+              f"{chained['chained_entries']:,} entries chained "
+              f"({chained['source_records']:,} source records, "
+              f"{chained['chain_cpu_us_per_entry']} µs CPU each), caught up "
+              f"{chained['chain_caught_up_s_after_worker']} s after the worker; verify from "
+              f"Kafka {chained['verify_from_kafka_per_s']:,}/s, "
+              f"ok={chained['verify_from_kafka_ok']}")
+        trips = asyncio.run(receipt_round_trip(bootstrap, Path(tmp) / "receipts",
+                                               args.receipts))
+        print(f"  receipts: {trips['receipts']} of {trips['sent']}, p50 {trips['p50_ms']} ms")
+    share = chained["worker_per_s"] / alone["worker_per_s"] * 100
+    figures = [
+        Figure("worker with audit chain / without", share, "%", TARGET_SHARE,
+               note=f"{chained['worker_per_s']:,} vs {alone['worker_per_s']:,} events/s"),
+        Figure("audit verify, one core, in memory", verify["per_s"], "/s", TARGET_VERIFY,
+               note=f"from Kafka incl. reading: {chained['verify_from_kafka_per_s']:,}/s"),
+        Figure("receipt round trip p99", trips["p99_ms"], "ms", TARGET_RECEIPT_MS,
+               higher_is_better=False, note=f"p50 {trips['p50_ms']} ms"),
+    ]
+    print_table("audit chain and receipts (same broker, same run)", figures)
+    path = write_results("audit", figures, {"alone": alone, "chained": chained,
+                                            "verify": verify, "receipts": trips})
+    print(f"  results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

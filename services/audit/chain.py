@@ -1,0 +1,382 @@
+"""The hash chain of the audit log (nhật ký kiểm tra): hashing, verification, checkpoints.
+
+Pure and self-contained: the standard library, and ``cryptography`` for Ed25519 signatures,
+nothing else — not even the rest of lienthong — so an inspector can copy this one file and check
+an export without the hub::
+
+    python chain.py dossier-export.json            # or: python -m lienthong.services.audit.chain
+
+An audit entry is an Avro single-object record (``schemas/avro/v1/audit_entry.avsc``) whose
+first three fields are ``prev`` (32 bytes), ``content_sha256`` (32 bytes) and ``content`` (the
+source record's bytes). In the single-object bytes ``V`` that puts them at fixed places::
+
+    V[0:10]   C3 01 + schema fingerprint
+    V[10]     0x40 (Avro length 32)      V[11:43]  prev
+    V[43]     0x40                       V[44:76]  content_sha256
+    V[76:]    varint length L, then L bytes of content, then the other fields
+
+The chain hash of entry ``i`` of a partition is::
+
+    h(i) = SHA-256( h(i-1) || SHA-256(V(i) without V[11:43]) )      h(-1) = 32 zero bytes
+
+and entry ``i`` stores ``h(i-1)`` as its ``prev``. Leaving ``prev`` out of the inner hash means
+an entry can be proven by its 32-byte *body hash* alone: an export of one dossier carries the
+full bytes of that dossier's entries and only the body hashes of the other dossiers' entries in
+between, so no one else's data leaves the hub and the chain still links up to a signed head.
+
+A checkpoint signs the head ``h`` and ``seq`` of every partition at one time with the hub's
+Ed25519 audit key (:func:`checkpoint_text` is what is signed).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ZERO = bytes(32)
+HEADER = 10
+_LEN32 = 0x40  # zig-zag varint of 32
+_PREV = slice(11, 43)
+_CONTENT_SHA = slice(44, 76)
+EXPORT_FORMAT = "lienthong-audit-export-v1"
+_sha256 = hashlib.sha256
+
+
+class ChainError(ValueError):
+    """An entry whose bytes do not have the audit entry's fixed layout."""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first entry of a chain that does not match, and why."""
+
+    seq: int  # position in the partition's chain
+    reason: str  # prev_mismatch | content_mismatch | malformed_entry | head_mismatch | …
+    detail: str
+
+    def describe(self, partition: int | None = None) -> str:
+        where = f"partition {partition}, " if partition is not None else ""
+        return f"{where}entry {self.seq}: {self.reason}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """Where a partition's chain stands: the next entry gets ``seq`` and ``prev`` = ``head``."""
+
+    seq: int = 0
+    head: bytes = ZERO
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Result of checking a run of entries: the state after the last good one."""
+
+    state: ChainState
+    checked: int
+    mismatch: Mismatch | None
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatch is None
+
+
+def body_hash(value: bytes) -> bytes:
+    """SHA-256 of an entry's bytes without its ``prev`` field."""
+    return _sha256(value[:11] + value[43:]).digest()
+
+
+def chain_hash(prev: bytes, body_digest: bytes) -> bytes:
+    """``h(i)`` from ``h(i-1)`` and the entry's body hash."""
+    return _sha256(prev + body_digest).digest()
+
+
+def content_of(value: bytes) -> bytes:
+    """The source record's bytes inside an entry (raises ``ChainError`` if malformed)."""
+    n, p = _varint(value, 76)
+    length = (n >> 1) ^ -(n & 1)
+    if length < 0 or p + length > len(value):
+        raise ChainError("content length runs past the entry")
+    return value[p:p + length]
+
+
+def check_layout(value: bytes) -> None:
+    if len(value) < 77 or value[0] != 0xC3 or value[1] != 0x01 or value[10] != _LEN32 \
+            or value[43] != _LEN32:
+        raise ChainError("not an audit entry (32-byte prev and content hash expected at fixed "
+                         "positions)")
+
+
+def verify_run(values: Iterable[bytes], start: ChainState = ChainState(), *,
+               check_content: bool = True) -> Verified:
+    """Check entries in partition order from ``start``; stop at the first that does not match.
+
+    For each entry: the fixed layout; ``prev`` equals the chain hash so far; with
+    ``check_content``, SHA-256 of ``content`` equals ``content_sha256``. A removed, inserted or
+    reordered entry breaks ``prev`` at the first entry after the change; an altered byte breaks
+    the content hash (in ``content`` or ``content_sha256``), the entry's own ``prev`` (in
+    ``prev``) or the next entry's ``prev`` (anywhere else; named as the altered entry, ``seq -
+    1`` of the entry that sees it).
+    """
+    head, seq = start.head, start.seq
+    checked = 0
+    sha = _sha256
+    for value in values:
+        if len(value) < 77 or value[10] != _LEN32 or value[43] != _LEN32 \
+                or value[:2] != b"\xc3\x01":
+            return Verified(ChainState(seq, head), checked,
+                            Mismatch(seq, "malformed_entry", "not an audit entry's layout"))
+        if value[11:43] != head:
+            if checked:
+                return Verified(ChainState(seq, head), checked, Mismatch(
+                    seq - 1, "next_prev_mismatch",
+                    f"entry {seq} records a previous hash {value[11:43].hex()[:16]}… that is "
+                    f"not this entry's chain hash {head.hex()[:16]}…: this entry was altered, "
+                    f"or an entry was removed, inserted or moved after it"))
+            return Verified(ChainState(seq, head), checked, Mismatch(
+                seq, "prev_mismatch",
+                f"its previous hash {value[11:43].hex()[:16]}… is not the chain hash "
+                f"{head.hex()[:16]}… before it"))
+        if check_content:
+            # The content's Avro length is one or two varint bytes for any record under 8 KiB;
+            # inlined, as this loop is what ``lienthong audit verify`` spends its time in.
+            n = value[76]
+            if n < 0x80:
+                p, length = 77, n >> 1
+            elif value[77] < 0x80:
+                p, length = 78, ((n & 0x7F) | (value[77] << 7)) >> 1
+            else:
+                try:
+                    n, p = _varint(value, 76)
+                except (ChainError, IndexError):
+                    n, p = 1, 0  # reported just below
+                length = n >> 1
+            if n & 1 or p + length > len(value):
+                return Verified(ChainState(seq, head), checked,
+                                Mismatch(seq, "malformed_entry", "content length is corrupt"))
+            if sha(value[p:p + length]).digest() != value[44:76]:
+                return Verified(ChainState(seq, head), checked, Mismatch(
+                    seq, "content_mismatch",
+                    "SHA-256 of the recorded content differs from its content_sha256"))
+        inner = sha(value[:11])
+        inner.update(value[43:])
+        head = sha(head + inner.digest()).digest()
+        seq += 1
+        checked += 1
+    return Verified(ChainState(seq, head), checked, None)
+
+
+def heads_of(values_by_partition: Mapping[int, Sequence[bytes]]) -> dict[int, ChainState]:
+    """The chain state after every entry of each partition (no checking)."""
+    out: dict[int, ChainState] = {}
+    for partition, values in values_by_partition.items():
+        head = ZERO
+        for value in values:
+            head = chain_hash(head, body_hash(value))
+        out[partition] = ChainState(len(values), head)
+    return out
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+def checkpoint_text(audit_topic: str, at: str, heads: Sequence[Mapping[str, Any]]) -> bytes:
+    """The exact bytes a checkpoint's Ed25519 signature covers."""
+    lines = ["lienthong-audit-checkpoint-v1", audit_topic, at]
+    lines += [f"{int(h['partition'])} {int(h['seq'])} {h['head']}"
+              for h in sorted(heads, key=lambda h: int(h["partition"]))]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def sign_checkpoint(private_key: Any, key_id: str, audit_topic: str, at: str,
+                    states: Mapping[int, ChainState]) -> dict[str, Any]:
+    """A checkpoint record (canonical form of ``codec.AUDIT_CHECKPOINTS``): ``seq`` of a head is
+    that of the partition's last entry (-1 for an empty partition)."""
+    heads = [{"partition": p, "seq": s.seq - 1, "head": s.head.hex()}
+             for p, s in sorted(states.items())]
+    signature = private_key.sign(checkpoint_text(audit_topic, at, heads))
+    return {"audit_topic": audit_topic, "at": at, "heads": heads, "key_id": key_id,
+            "signature": signature.hex()}
+
+
+def checkpoint_signature_ok(checkpoint: Mapping[str, Any], public_key_raw: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = Ed25519PublicKey.from_public_bytes(public_key_raw)
+        key.verify(bytes.fromhex(checkpoint["signature"]),
+                   checkpoint_text(checkpoint["audit_topic"], checkpoint["at"],
+                                   checkpoint["heads"]))
+    except (InvalidSignature, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def check_checkpoint(checkpoint: Mapping[str, Any], chains: Mapping[int, Sequence[bytes]],
+                     public_key_raw: bytes) -> list[str]:
+    """Problems of one checkpoint against the full chains it covers (empty when it holds)."""
+    if not checkpoint_signature_ok(checkpoint, public_key_raw):
+        return [f"checkpoint at {checkpoint.get('at')}: the signature does not verify with "
+                f"key {checkpoint.get('key_id')}"]
+    problems = []
+    for h in checkpoint["heads"]:
+        p, seq = int(h["partition"]), int(h["seq"])
+        values = chains.get(p, ())
+        if seq >= len(values):
+            problems.append(f"checkpoint at {checkpoint['at']}: partition {p} has "
+                            f"{len(values)} entries, the checkpoint signed entry {seq}")
+            continue
+        head = ZERO
+        for value in values[:seq + 1]:
+            head = chain_hash(head, body_hash(value))
+        if head.hex() != h["head"]:
+            problems.append(f"checkpoint at {checkpoint['at']}: partition {p} entry {seq} "
+                            f"has chain hash {head.hex()[:16]}…, the checkpoint signed "
+                            f"{h['head'][:16]}…")
+    return problems
+
+
+# -- reading an entry without the hub ----------------------------------------------------------
+
+def _varint(b: bytes, p: int) -> tuple[int, int]:
+    shift = n = 0
+    while True:
+        byte = b[p]
+        p += 1
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return n, p
+        shift += 7
+        if shift > 63:
+            raise ChainError("varint too long")
+
+
+def read_entry(value: bytes) -> dict[str, Any]:
+    """Decode an audit entry (schema v1) with no Avro library: the fields an inspector reads."""
+    check_layout(value)
+    p = HEADER
+
+    def long() -> int:
+        nonlocal p
+        n, p = _varint(value, p)
+        return (n >> 1) ^ -(n & 1)
+
+    def raw() -> bytes:
+        nonlocal p
+        n = long()
+        if n < 0 or p + n > len(value):
+            raise ChainError("length runs past the entry")
+        out = value[p:p + n]
+        p += n
+        return out
+
+    prev, content_sha, content = raw(), raw(), raw()
+    seq = long()
+    kind, topic = raw().decode(), raw().decode()
+    partition, offset, timestamp = long(), long(), long()
+    dossier = raw().decode() if long() == 1 else None
+    logged_at = raw().decode()
+    if p != len(value):
+        raise ChainError("bytes after the last field")
+    return {"prev": prev.hex(), "content_sha256": content_sha.hex(), "content": content,
+            "seq": seq, "source_kind": kind, "source_topic": topic,
+            "source_partition": partition, "source_offset": offset,
+            "source_timestamp_ms": timestamp, "dossier": dossier, "logged_at": logged_at}
+
+
+# -- exports -----------------------------------------------------------------------------------
+
+def verify_export(export: Mapping[str, Any]) -> list[str]:
+    """Every problem of a dossier export (empty when it proves what it says).
+
+    The export's ``segment`` runs from ``start_seq`` (after ``start_prev``) to the signed
+    ``checkpoint`` head of its partition: ``links`` are, in order, either ``{"entry": base64}``
+    (an entry of this dossier, full bytes) or ``{"body_sha256": hex}`` (someone else's entry).
+    ``records`` are the dossier's entries as the hub read them; each must be one of the full
+    entries, byte for byte in meaning.
+    """
+    problems: list[str] = []
+    if export.get("format") != EXPORT_FORMAT:
+        return [f"not a {EXPORT_FORMAT} document"]
+    seg = export["segment"]
+    partition = int(export["partition"])
+    head = bytes.fromhex(seg["start_prev"])
+    seq = int(seg["start_seq"])
+    full: dict[int, dict[str, Any]] = {}
+    for link in seg["links"]:
+        if "entry" in link:
+            value = base64.b64decode(link["entry"])
+            result = verify_run([value], ChainState(seq, head))
+            if result.mismatch is not None:
+                problems.append(result.mismatch.describe(partition))
+                return problems
+            entry = read_entry(value)
+            if entry["seq"] != seq:
+                problems.append(f"partition {partition}, entry {seq}: it says it is entry "
+                                f"{entry['seq']}")
+            if entry["dossier"] != export["dossier"]:
+                problems.append(f"partition {partition}, entry {seq}: it is about "
+                                f"{entry['dossier']}, not {export['dossier']}")
+            full[seq] = entry
+            head = result.state.head
+        else:
+            head = chain_hash(head, bytes.fromhex(link["body_sha256"]))
+        seq += 1
+    checkpoint = export["checkpoint"]
+    key = export["public_key"]
+    if key.get("key_id") != checkpoint.get("key_id"):
+        problems.append("the checkpoint is signed with another key than the export's")
+    if not checkpoint_signature_ok(checkpoint, bytes.fromhex(key["ed25519"])):
+        problems.append(f"checkpoint at {checkpoint.get('at')}: the signature does not "
+                        f"verify with key {key.get('key_id')}")
+    signed = next((h for h in checkpoint["heads"] if int(h["partition"]) == partition), None)
+    if signed is None:
+        problems.append(f"the checkpoint has no head for partition {partition}")
+    elif int(signed["seq"]) != seq - 1 or signed["head"] != head.hex():
+        problems.append(f"partition {partition}: the chain ends at entry {seq - 1} with hash "
+                        f"{head.hex()[:16]}…, the checkpoint signed entry {signed['seq']} "
+                        f"with {signed['head'][:16]}…")
+    for record in export.get("records", []):
+        chained = full.get(int(record["seq"]))
+        if chained is None:
+            problems.append(f"record of entry {record['seq']} has no entry bytes in the chain")
+            continue
+        for name in ("source_kind", "source_topic", "source_partition", "source_offset",
+                     "dossier", "logged_at", "content_sha256"):
+            if record.get(name) != chained[name]:
+                problems.append(f"partition {partition}, entry {record['seq']}: the record "
+                                f"says {name}={record.get(name)!r}, the entry "
+                                f"{chained[name]!r}")
+                break
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        print("usage: python chain.py EXPORT.json\n\nChecks a lienthong dossier export: every "
+              "entry's hash chain up to the signed checkpoint, the checkpoint's Ed25519 "
+              "signature, and that each listed record is one of the chained entries.\nExit "
+              "status 0 when it verifies, 1 when it does not.")
+        return 2 if not args else 0
+    with open(args[0], encoding="utf-8") as f:
+        export = json.load(f)
+    problems = verify_export(export)
+    if problems:
+        for problem in problems:
+            print(f"FAIL {problem}")
+        return 1
+    print(f"OK dossier {export['dossier']}: {len(export.get('records', []))} records, chain of "
+          f"partition {export['partition']} entries {export['segment']['start_seq']}–"
+          f"{int(export['segment']['start_seq']) + len(export['segment']['links']) - 1} "
+          f"matches the checkpoint signed at {export['checkpoint']['at']} by key "
+          f"{export['public_key']['key_id']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""``lienthong audit``: the hash-chained audit log (nhật ký kiểm tra có chuỗi băm).
+
+    lienthong audit key --create var/audit-2026.pem   # once; prints the public key to publish
+    lienthong audit chain                              # the single writer of audit.log
+    lienthong audit verify                             # recompute every chain from Kafka
+    lienthong audit copy --out audit-copy.jsonl        # the whole log as a file
+    lienthong audit verify --copy audit-copy.jsonl     # … checked away from the cluster
+    lienthong audit export --dossier CODE --out DIR    # CODE.json + CODE.html for an inspector
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from lienthong.schemas import topics
+from lienthong.services.settings import Settings
+
+EPILOG = """\
+An inspector checks an export without the hub: copy services/audit/chain.py (standard library
+plus the 'cryptography' package) and run  python chain.py CODE.json  — or, where lienthong is
+installed,  python -m lienthong.services.audit.chain CODE.json . Exit status 0: it verifies.
+Compare the export's public key with the one the hub's operator published.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    s = Settings.from_env()
+    parser.description = (
+        "The tamper-evident audit log. Every accepted event, delivery, receipt, alert and dead "
+        "letter is appended to audit.log, each entry carrying the SHA-256 chain hash of the one "
+        "before it in its partition; signed checkpoints of every partition's head go to "
+        "audit.checkpoints.")
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def common(p: argparse.ArgumentParser, *, key: bool = True) -> None:
+        p.add_argument("--bootstrap", default=s.kafka_bootstrap_servers,
+                       help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
+        if key:
+            p.add_argument("--audit-key", type=Path, default=s.audit_key_file,
+                           help="the hub's Ed25519 private key, PEM (env LIENTHONG_AUDIT_KEY)")
+
+    k = sub.add_parser("key", help="create the hub's audit signing key, or print its public "
+                       "key", description="Create (--create) or read an Ed25519 audit key and "
+                       "print its key id and public key (hex), which the operator publishes.")
+    k.add_argument("file", type=Path, help="PEM file of the private key")
+    k.add_argument("--create", action="store_true", help="create a new key in FILE (mode 600)")
+
+    c = sub.add_parser("chain", help="run the single writer of audit.log",
+                       description="Consume the source topics and append every record to "
+                       "audit.log, exactly once across restarts and kill -9 (one Kafka "
+                       "transaction per batch, with the source positions); sign a checkpoint "
+                       "every --checkpoint-seconds and when stopped (Ctrl-C).")
+    common(c)
+    c.add_argument("--checkpoint-seconds", type=float, default=60.0,
+                   help="seconds between signed checkpoints (default 60)")
+    c.add_argument("--nice", type=int, default=10,
+                   help="lower the service's CPU priority by this much (default 10): on a busy "
+                   "machine the chain lags behind instead of slowing the worker, and catches "
+                   "up when the load drops")
+    c.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+
+    v = sub.add_parser("verify", help="recompute every chain and check every checkpoint",
+                       description="Read audit.log (or a copy) from the start, recompute each "
+                       "partition's chain and check each checkpoint's signature and heads. "
+                       "Prints a JSON report naming the first entry that does not match; exit "
+                       "status 1 if any does.")
+    common(v)
+    v.add_argument("--copy", type=Path, default=None,
+                   help="check this copy file (lienthong audit copy) instead of Kafka")
+    v.add_argument("--public-key", default=None,
+                   help="the hub's audit public key (hex) when the private key is not at hand")
+
+    cp = sub.add_parser("copy", help="write the whole audit log to a file",
+                        description="Write every entry and checkpoint, with partitions and "
+                        "offsets, to a JSON-lines file that 'verify --copy' checks.")
+    common(cp, key=False)
+    cp.add_argument("--out", type=Path, required=True, help="file to write")
+
+    e = sub.add_parser("export", help="one dossier's verifiable record (JSON + printable HTML)",
+                       description="Write DIR/CODE.json (checkable with services/audit/"
+                       "chain.py alone) and DIR/CODE.html (the printable tracking slip with "
+                       "the proofs).", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    common(e)
+    e.add_argument("--dossier", required=True, help="dossier code")
+    e.add_argument("--out", type=Path, default=Path("."), help="directory (default: here)")
+    e.add_argument("--copy", type=Path, default=None, help="read this copy file, not Kafka")
+    e.add_argument("--public-key", default=None, help="the hub's audit public key (hex)")
+
+
+def _fail(message: str) -> int:
+    print(f"lienthong audit: {message}", file=sys.stderr)
+    return 2
+
+
+def _public_key(args: argparse.Namespace) -> tuple[str, bytes] | None:
+    from lienthong.services.audit.entries import load_audit_key
+
+    if getattr(args, "public_key", None):
+        return "given", bytes.fromhex(args.public_key)
+    if args.audit_key:
+        key = load_audit_key(args.audit_key)
+        return key.key_id, key.public_raw
+    return None
+
+
+def _names() -> topics.TopicNames:
+    return topics.names(Settings.from_env())
+
+
+def _read(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from lienthong.services.audit.verify import read_copy, read_log
+
+    if getattr(args, "copy", None):
+        return read_copy(args.copy)
+    if not args.bootstrap:
+        raise ValueError("no Kafka address; pass --bootstrap or set KAFKA_BOOTSTRAP_SERVERS "
+                         "(or check a file with --copy)")
+    n = _names()
+    return read_log(args.bootstrap, n.audit_log, n.audit_checkpoints)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lienthong.services.audit.entries import create_audit_key, load_audit_key
+
+    try:
+        if args.action == "key":
+            key = create_audit_key(args.file) if args.create else load_audit_key(args.file)
+            print(json.dumps({"key_id": key.key_id, "ed25519": key.public_hex}))
+            return 0
+        if args.action == "chain":
+            return _chain(args)
+        if args.action == "copy":
+            from lienthong.services.audit.verify import write_copy
+
+            copy = _read(args)
+            write_copy(copy, args.out)
+            print(f"{copy.entries} entries and {len(copy.checkpoints)} checkpoints written "
+                  f"to {args.out}")
+            return 0
+        if args.action == "verify":
+            from lienthong.services.audit.verify import verify_log
+
+            pub = _public_key(args)
+            report = verify_log(_read(args), pub[1] if pub else None)
+            out = report.as_json()
+            out["rate_entries_per_s"] = round(report.entries / report.seconds) \
+                if report.seconds > 0 else None
+            print(json.dumps(out, ensure_ascii=False, indent=1))
+            return 0 if report.ok else 1
+        if args.action == "export":
+            from lienthong.services.audit.export import build_export, write_export
+
+            pub = _public_key(args)
+            if pub is None:
+                return _fail("the export needs the hub's audit key (--audit-key or "
+                             "LIENTHONG_AUDIT_KEY) or --public-key")
+            export = build_export(_read(args), args.dossier,
+                                  {"key_id": pub[0], "ed25519": pub[1].hex()})
+            args.out.mkdir(parents=True, exist_ok=True)
+            # Not with_suffix: dossier codes have dots of their own.
+            json_path = args.out / f"{args.dossier}.json"
+            html_path = args.out / f"{args.dossier}.html"
+            write_export(export, json_path, html_path)
+            print(f"{len(export['records'])} records of {args.dossier} written to "
+                  f"{json_path} and {html_path}")
+            return 0
+    except FileExistsError as exc:
+        return _fail(f"{exc.filename} exists; a key is never overwritten")
+    except (ValueError, OSError, TimeoutError) as exc:
+        return _fail(str(exc))
+    return 2
+
+
+def _chain(args: argparse.Namespace) -> int:
+    from lienthong.services.audit.entries import load_audit_key
+    from lienthong.services.audit.service import ChainService
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.bootstrap:
+        return _fail("no Kafka address; pass --bootstrap or set KAFKA_BOOTSTRAP_SERVERS")
+    if not args.audit_key:
+        return _fail("no audit key; pass --audit-key or set LIENTHONG_AUDIT_KEY (create one "
+                     "with: lienthong audit key --create FILE)")
+    if args.nice > 0:
+        os.nice(args.nice)
+    service = ChainService(args.bootstrap, _names(), load_audit_key(args.audit_key),
+                           checkpoint_seconds=args.checkpoint_seconds)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    service.run(stop)
+    print(f"audit chain stopped: {service.stats.appended} entries appended")
+    return 0

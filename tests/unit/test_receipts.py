@@ -1,0 +1,128 @@
+"""Signed hand-off receipts: a good one is recorded; anything else is refused with its reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lienthong.schemas import codec
+from lienthong.services.domain import receipts
+from lienthong.services.domain.receipts import (
+    PublicKey,
+    ReceiptKeys,
+    ReceiptRefused,
+    check_receipt,
+    sign_receipt,
+)
+
+DEST = "000.02.10.H99"
+DOSSIER = "000.00.15.H99-261125-0007"
+BODY = b'{"delivery_id":"h1","kind":"handoff","dossier":"000.00.15.H99-261125-0007"}'
+AT = datetime(2026, 11, 25, 9, 15, tzinfo=UTC)
+KEY = Ed25519PrivateKey.generate()
+KEYS = ReceiptKeys({DEST: [PublicKey("2026-06", receipts.public_raw(KEY))]})
+
+
+def signed(**over: object) -> dict[str, str]:
+    args: dict[str, object] = {"delivery_id": "h1", "kind": "handoff", "dossier": DOSSIER,
+                               "body": BODY, "receiver": DEST, "received_at": AT}
+    args.update(over)
+    return sign_receipt(KEY, "2026-06", **args)  # type: ignore[arg-type]
+
+
+def check(answer: object, body: bytes = BODY) -> dict[str, str]:
+    return check_receipt(answer, delivery_id="h1", kind="handoff", dossier=DOSSIER,
+                         destination=DEST, body=body, keys=KEYS, recorded_at=AT)
+
+
+def test_a_receipt_signed_by_the_destination_becomes_a_receipt_record() -> None:
+    record = check(signed())
+    assert record["receipt_id"] == "receipt:h1" and record["receiver"] == DEST
+    assert codec.RECEIPTS.decode(codec.RECEIPTS.encode(record)) == record
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    ("not an object", receipts.MALFORMED),
+    ({**signed(), "signature": ""}, receipts.MALFORMED),
+    ({**signed(), "algorithm": "hmac-sha256"}, receipts.MALFORMED),
+    (signed(received_at=datetime(2026, 11, 25, 9, 15)), receipts.MALFORMED),
+    (signed(delivery_id="h2"), receipts.WRONG_DELIVERY),
+    (signed(body=b"another body"), receipts.WRONG_BODY),
+    (signed(receiver="000.03.10.H99"), receipts.WRONG_RECEIVER),
+    ({**signed(), "key_id": "2020-01"}, receipts.UNKNOWN_KEY),
+    ({**signed(), "received_at": "2026-11-25T09:16:00+00:00"}, receipts.BAD_SIGNATURE),
+])
+def test_a_receipt_that_proves_nothing_is_refused_with_its_reason(answer: object,
+                                                                  reason: str) -> None:
+    with pytest.raises(ReceiptRefused) as err:
+        check(answer)
+    assert err.value.reason == reason
+
+
+def test_a_receipt_signed_with_a_revoked_key_is_refused() -> None:
+    keys = ReceiptKeys({DEST: [PublicKey("2026-06", receipts.public_raw(KEY), revoked=True)]})
+    with pytest.raises(ReceiptRefused, match="revoked"):
+        check_receipt(signed(), delivery_id="h1", kind="handoff", dossier=DOSSIER,
+                      destination=DEST, body=BODY, keys=keys, recorded_at=AT)
+
+
+def test_another_agencys_key_cannot_sign_for_the_destination() -> None:
+    forged = sign_receipt(Ed25519PrivateKey.generate(), "2026-06", delivery_id="h1",
+                          kind="handoff", dossier=DOSSIER, body=BODY, receiver=DEST,
+                          received_at=AT)
+    with pytest.raises(ReceiptRefused) as err:
+        check(forged)
+    assert err.value.reason == receipts.BAD_SIGNATURE
+
+
+@given(st.integers(0, 127), st.integers(0, 7))
+def test_any_flipped_bit_of_the_signature_is_refused(byte: int, bit: int) -> None:
+    answer = signed()
+    sig = bytearray(bytes.fromhex(answer["signature"]))
+    sig[byte % len(sig)] ^= 1 << bit
+    with pytest.raises(ReceiptRefused):
+        check({**answer, "signature": sig.hex()})
+
+
+def test_public_keys_load_from_base64_or_hex_and_bad_ones_are_named() -> None:
+    raw = receipts.public_raw(KEY)
+    import base64
+    keys = ReceiptKeys.from_mapping({DEST: [{"key_id": "a", "public_key": raw.hex()},
+                                            {"key_id": "b",
+                                             "public_key": base64.b64encode(raw).decode()}]})
+    assert keys.find(DEST, "a") == keys.find(DEST, "b").__class__("a", raw)  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="key #0: public_key must be"):
+        ReceiptKeys.from_mapping({DEST: [{"key_id": "a", "public_key": "short"}]})
+    with pytest.raises(ValueError, match="agency 'nope!'"):
+        ReceiptKeys.from_mapping({"nope!": [{"key_id": "a", "public_key": raw.hex()}]})
+
+
+def test_demo_keys_are_the_same_everywhere_and_differ_per_agency() -> None:
+    a, b = receipts.demo_key(DEST), receipts.demo_key("000.03.10.H99")
+    assert receipts.public_raw(a) == receipts.public_raw(receipts.demo_key(DEST))
+    assert receipts.public_raw(a) != receipts.public_raw(b)
+    answer = sign_receipt(a, receipts.DEMO_KEY_ID, delivery_id="h1", kind="handoff",
+                          dossier=DOSSIER, body=BODY, receiver=DEST, received_at=AT)
+    assert check_receipt(answer, delivery_id="h1", kind="handoff", dossier=DOSSIER,
+                         destination=DEST, body=BODY, keys=receipts.demo_keys([DEST]),
+                         recorded_at=AT)["signature"] == answer["signature"]
+
+
+def test_a_delivery_without_a_receipt_is_overdue_once_after_its_wait() -> None:
+    from datetime import timedelta
+
+    watch = receipts.ReceiptWatch()
+    due = AT + timedelta(hours=4)
+    watch.expect(receipts.Expected("h1", DEST, DOSSIER, "handoff", due))
+    watch.expect(receipts.Expected("h2", DEST, DOSSIER, "handoff", due))
+    watch.received("h2")
+    assert watch.overdue(due - timedelta(seconds=1)) == []
+    [late] = watch.overdue(due)
+    assert late.delivery_id == "h1"
+    assert watch.overdue(due + timedelta(hours=1)) == []
+    watch.expect(receipts.Expected("h1", DEST, DOSSIER, "handoff", due))  # read again
+    assert watch.overdue(due + timedelta(hours=2)) == []
