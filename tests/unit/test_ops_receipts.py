@@ -27,7 +27,8 @@ CODE = "000.00.15.H99-20261130-0000001"
 def test_the_feed_puts_a_receipt_on_its_dossier_once() -> None:
     board = OpsBoard(CATALOGUE)
     board.apply_snapshot(snap(CODE))
-    feed = StatusFeed("unused:9092", board, FeedTopics("s", "a", "d", receipts="r"), notify=lambda c: None)
+    feed = StatusFeed("unused:9092", board, FeedTopics("s", "a", "d", receipts="r"),
+                      notify=lambda c: None)
     value = codec.encode_receipt({**RECEIPT, "dossier": CODE})
     record = SimpleNamespace(topic="r", partition=0, offset=3, key=CODE.encode(), value=value)
     feed.apply([record, record])
