@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -244,3 +245,22 @@ def test_a_receipt_row_whose_delivery_got_no_answer_fails_pointing_at_that_row()
     kit = Kit("http://127.0.0.1:9", A, KeyRing({}), inbox="http://127.0.0.1:9/inbox")
     v = kit._judge_again(receipt_rows()["receipt.signature"])
     assert not v.passed and "delivery.idempotent" in v.detail
+
+
+def test_a_public_keys_file_without_the_agency_or_unreadable_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lienthong.services.cli import main
+
+    keys_file = tmp_path / "vendor-keys.yaml"
+    keys_file.write_text(json.dumps({A: [{"key_id": "k", "secret": "s" * 32}]}),
+                         encoding="utf-8")
+    public_file = tmp_path / "other-public-keys.yaml"
+    public_file.write_text(json.dumps({"000.00.16.H99": [
+        {"key_id": "k", "public_key": public_raw(demo_key(A)).hex()}]}), encoding="utf-8")
+    base = ["conformance", "--gateway", "http://127.0.0.1:9", "--agency", A,
+            "--keys", str(keys_file), "--receipt-keys"]
+    assert main([*base, str(public_file)]) == 2
+    assert f"no public key of {A}" in capsys.readouterr().err
+    public_file.write_text("{not: [valid", encoding="utf-8")
+    assert main([*base, str(public_file)]) == 2
+    assert "cannot read it" in capsys.readouterr().err
