@@ -16,6 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from lienthong.services.domain.receipts import (
+    ReceiptKeys,
+    ReceiptRefused,
+    check_form,
+    check_signature,
+    check_subject,
+)
+
 ICT = timezone(timedelta(hours=7))
 AGENCY_EVENT_TYPES = ("received", "handoff", "supplement_requested", "supplement_received",
                       "obligation_requested", "obligation_paid", "apology_issued",
@@ -59,6 +67,9 @@ class Case:
     twice: bool = False  # send it again (a retry); the judge gets both answers
     target: str = "gateway"  # gateway | inbox
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Judge the answers of the row named here instead of sending anything (several rows that
+    # look at one delivery's answers, e.g. its receipt).
+    answers_of: str | None = None
 
 
 # -- the events of the contract ------------------------------------------------------------
@@ -252,18 +263,135 @@ def sample_delivery(agency: str, now: datetime) -> dict[str, Any]:
             "at": event["at"], "payload": {"event": event, "procedure": "1.001193"}}
 
 
-def inbox_cases(agency: str, now: datetime) -> list[Case]:
-    """Receiving a delivery and answering it: 2xx, the Idempotency-Key honoured."""
+@dataclass(frozen=True)
+class Sent:
+    """The delivery a receipt must acknowledge: what was POSTed, and to whom."""
+
+    delivery_id: str
+    kind: str
+    dossier: str
+    destination: str
+    body: bytes
+
+    @classmethod
+    def of(cls, delivery: Mapping[str, Any], body: bytes) -> Sent:
+        return cls(delivery["delivery_id"], delivery["kind"], delivery["dossier"],
+                   delivery["destination"], body)
+
+
+HOW_TO_PASS_KEYS = ("pass the agency's Ed25519 public key with --receipt-keys FILE "
+                    "(or --demo-receipt-keys for the demo agency systems)")
+
+
+def _receipt_of(a: Answer) -> Any:
+    return a.json.get("receipt") if isinstance(a.json, dict) else None
+
+
+def _formed(a: Answer) -> tuple[Any, Verdict | None]:
+    """The answer's receipt, or the failing verdict when it has none fit to check."""
+    receipt = _receipt_of(a)
+    if receipt is None:
+        return None, Verdict(False, f'no receipt in the answer (expected {{"receipt": {{…}}}}, '
+                             f"signed with the agency's key); got {_said(a)}")
+    try:
+        check_form(receipt)
+    except ReceiptRefused as exc:
+        return None, Verdict(False, f"{exc.reason}: {exc.detail}")
+    return receipt, None
+
+
+def receipt_present(sent: Sent) -> Callable[[Answer, Answer | None], Verdict]:
+    """The answer carries a receipt with every field, ``ed25519`` and a signature."""
+    def judge(a: Answer, _: Answer | None) -> Verdict:
+        receipt, failed = _formed(a)
+        if failed is not None:
+            return failed
+        return Verdict(True, f"receipt of {receipt['receiver']}, key {receipt['key_id']}")
+    return judge
+
+
+def receipt_names_delivery(sent: Sent) -> Callable[[Answer, Answer | None], Verdict]:
+    """The receipt names this delivery, the SHA-256 of the exact bytes sent and the agency."""
+    def judge(a: Answer, _: Answer | None) -> Verdict:
+        receipt, failed = _formed(a)
+        if failed is not None:
+            return failed
+        try:
+            check_subject(receipt, delivery_id=sent.delivery_id, kind=sent.kind,
+                          dossier=sent.dossier, destination=sent.destination, body=sent.body)
+        except ReceiptRefused as exc:
+            return Verdict(False, f"{exc.reason}: {exc.detail}")
+        return Verdict(True, f"delivery {sent.delivery_id}, body SHA-256 "
+                       f"{receipt['body_sha256'][:12]}…, receiver {sent.destination}")
+    return judge
+
+
+def receipt_signed(sent: Sent,
+                   keys: ReceiptKeys | None) -> Callable[[Answer, Answer | None], Verdict]:
+    """The receipt's signature verifies with a live published key of the agency: a receipt
+    signed with any other key (forged) fails here."""
+    def judge(a: Answer, _: Answer | None) -> Verdict:
+        receipt, failed = _formed(a)
+        if failed is not None:
+            return failed
+        if keys is None:
+            return Verdict(False, f"cannot check the signature: {HOW_TO_PASS_KEYS}")
+        try:
+            key = check_signature(receipt, sent.destination, keys)
+        except ReceiptRefused as exc:
+            return Verdict(False, f"{exc.reason}: {exc.detail}")
+        return Verdict(True, f"Ed25519 signature verifies with key {key.key_id} of "
+                       f"{sent.destination}")
+    return judge
+
+
+def receipt_on_retry(sent: Sent,
+                     keys: ReceiptKeys | None) -> Callable[[Answer, Answer | None], Verdict]:
+    """The answer to the repeated delivery (same Idempotency-Key) still carries a receipt of
+    this delivery that verifies (the hub may only see the retry's answer)."""
+    subject = receipt_names_delivery(sent)
+    signed = receipt_signed(sent, keys)
+
+    def judge(first: Answer, again: Answer | None) -> Verdict:
+        if again is None:
+            return Verdict(False, "the delivery was not sent again")
+        for check in (subject, signed):
+            v = check(again, None)
+            if not v.passed:
+                return Verdict(False, f"the retry's answer: {v.detail}")
+        same = _receipt_of(again) == _receipt_of(first)
+        return Verdict(True, "the retry's receipt verifies"
+                       + (" (the same receipt)" if same else " (a new signature)"))
+    return judge
+
+
+def inbox_cases(agency: str, now: datetime,
+                receipt_keys: ReceiptKeys | None = None) -> list[Case]:
+    """Receiving a delivery and answering it: 2xx, the Idempotency-Key honoured, and a receipt
+    signed with the agency's key over the exact body sent, also on a retry."""
     one, two = sample_delivery(agency, now), sample_delivery(agency, now)
+    retried = _body(two)
+    sent = Sent.of(two, retried)
     return [
         Case("delivery.accepted", "a hand-off delivery is answered 2xx", body=_body(one),
              judge=delivered, target="inbox", signing=Signing("hub"),
              headers={"Idempotency-Key": one["delivery_id"]}),
         Case("delivery.idempotent", "the same delivery again (same Idempotency-Key) is "
-             "answered 2xx and not applied twice", body=_body(two), judge=idempotent,
+             "answered 2xx and not applied twice", body=retried, judge=idempotent,
              twice=True, target="inbox", signing=Signing("hub"),
              headers={"Idempotency-Key": two["delivery_id"]}),
         Case("delivery.needs_key", "a delivery without an Idempotency-Key is refused (4xx)",
              body=_body(sample_delivery(agency, now)), judge=needs_key, target="inbox",
              signing=Signing("hub")),
+        Case("receipt.present", "the answer to a delivery carries a signed receipt",
+             judge=receipt_present(sent), target="inbox", answers_of="delivery.idempotent"),
+        Case("receipt.delivery", "the receipt names the delivery id, the SHA-256 of the exact "
+             "body sent and the agency as receiver", judge=receipt_names_delivery(sent),
+             target="inbox", answers_of="delivery.idempotent"),
+        Case("receipt.signature", "the receipt's signature verifies with the agency's public "
+             "key (a forged one fails)", judge=receipt_signed(sent, receipt_keys),
+             target="inbox", answers_of="delivery.idempotent"),
+        Case("receipt.retry", "the answer to the repeated delivery carries a receipt that "
+             "still verifies", judge=receipt_on_retry(sent, receipt_keys), target="inbox",
+             answers_of="delivery.idempotent"),
     ]

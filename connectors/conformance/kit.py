@@ -5,7 +5,8 @@ from the vendor's keys file (``reference``), or, when the vendor names its own s
 by that program (``vendor``): it is run as ``SIGNER METHOD PATH`` with the body on standard
 input and prints the four headers as a JSON object. Deliveries to the vendor's inbox are posted
 as the hub's delivery service posts them (``Idempotency-Key``; signed as ``LIENTHONG`` when the
-keys file holds a hub key).
+keys file holds a hub key). Rows with ``answers_of`` send nothing: they judge the answers
+already given to the named row (the receipt rows look at the retried delivery's answers).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lienthong.connectors.conformance.cases import (
     inbox_cases,
 )
 from lienthong.connectors.http import KeyRing, new_nonce, signed_headers
+from lienthong.services.domain.receipts import ReceiptKeys
 
 HUB_AGENCY = "LIENTHONG"  # how the hub signs its deliveries (connectors/delivery)
 WRONG_KEY = b"not-the-agency-key-0123456789abcdef"
@@ -71,7 +73,8 @@ class Kit:
 
     def __init__(self, gateway: str, agency: str, keys: KeyRing, *, inbox: str | None = None,
                  signer: str | None = None, to_agency: str = "000.00.00.H99",
-                 other_agency: str = "000.00.99.H99", timeout: float = 15.0) -> None:
+                 other_agency: str = "000.00.99.H99", timeout: float = 15.0,
+                 receipt_keys: ReceiptKeys | None = None) -> None:
         self.gateway = gateway.rstrip("/")
         self.base_path = urlsplit(self.gateway).path.rstrip("/")
         self.agency = agency
@@ -81,21 +84,27 @@ class Kit:
         self.to_agency = to_agency
         self.other_agency = other_agency
         self.timeout = timeout
+        self.receipt_keys = receipt_keys  # the agency's public keys; None: signatures unchecked
+        self._answers: dict[str, tuple[Answer, Answer | None]] = {}
 
     def cases(self, now: datetime) -> list[Case]:
         cases = gateway_cases(self.agency, now, to_agency=self.to_agency,
                               other_agency=self.other_agency,
                               vendor_signer=self.signer is not None)
         if self.inbox is not None:
-            cases += inbox_cases(self.agency, now)
+            cases += inbox_cases(self.agency, now, self.receipt_keys)
         return cases
 
     def run(self, now: datetime | None = None) -> list[Row]:
         live = self.keys.live_keys(self.agency)
         now = now or datetime.now().astimezone()
+        self._answers.clear()
         with httpx.Client(timeout=self.timeout) as client:
             rows = []
             for case in self.cases(now):
+                if case.answers_of is not None:
+                    rows.append(Row(case, self._judge_again(case)))
+                    continue
                 if case.target == "gateway" and not live:
                     rows.append(Row(case, Verdict(False, f"the keys file has no live key of "
                                                   f"{self.agency}")))
@@ -113,6 +122,7 @@ class Kit:
             first = self._send(client, self.inbox, case, self._hub_headers(case))
             again = (self._send(client, self.inbox, case, self._hub_headers(case))
                      if case.twice else None)
+            self._answers[case.row] = (first, again)
             return case.judge(first, again)
         url = self.gateway + case.path
         path = self.base_path + case.path
@@ -129,6 +139,14 @@ class Kit:
         again = (self._send(client, url, case, self._headers(mode, path, case.body))
                  if case.twice else None)
         return case.judge(first, again)
+
+    def _judge_again(self, case: Case) -> Verdict:
+        assert case.answers_of is not None
+        answers = self._answers.get(case.answers_of)
+        if answers is None:
+            return Verdict(False, f"nothing to judge: the delivery of {case.answers_of} got "
+                           "no answer (see that row)")
+        return case.judge(*answers)
 
     def _headers(self, mode: str, path: str, body: bytes) -> dict[str, str]:
         if mode == "vendor":

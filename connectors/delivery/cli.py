@@ -121,14 +121,7 @@ def hub_signer(args: argparse.Namespace) -> RequestSigner | None:
 def receipt_keys(args: argparse.Namespace, agencies: list[str]) -> ReceiptKeys | None:
     """The receivers' public keys: a file, the demo keys, or None (receipts not checked)."""
     if args.receipt_keys:
-        import yaml
-
-        try:
-            with open(args.receipt_keys, encoding="utf-8") as f:
-                data = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"{args.receipt_keys}: cannot read it ({exc})") from None
-        return ReceiptKeys.from_mapping(data, args.receipt_keys)
+        return ReceiptKeys.from_file(args.receipt_keys)
     if args.demo_receipt_keys:
         return demo_keys(agencies)
     return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,6 +70,19 @@ class ReceiptKeys:
 
     def agencies(self) -> list[str]:
         return sorted(self._keys)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ReceiptKeys:
+        """The public-keys file (JSON or YAML) of :meth:`from_mapping`; ``ValueError`` says
+        what is wrong with it."""
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{path}: cannot read it ({exc})") from None
+        return cls.from_mapping(data, str(path))
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "receipt keys") -> ReceiptKeys:
@@ -146,6 +160,18 @@ def check_receipt(answer: Any, *, delivery_id: str, kind: str, dossier: str,
     Refused (:class:`ReceiptRefused`) unless it is about this very delivery and body, signed by
     the destination itself with a live key it has published.
     """
+    check_form(answer)
+    check_subject(answer, delivery_id=delivery_id, kind=kind, dossier=dossier,
+                  destination=destination, body=body)
+    check_signature(answer, destination, keys)
+    return {"receipt_id": f"receipt:{delivery_id}",
+            **{k: answer[k] for k in _SIGNED_FIELDS}, "algorithm": ALGORITHM,
+            "signature": answer["signature"], "recorded_at": recorded_at.isoformat()}
+
+
+def check_form(answer: Any) -> None:
+    """Refused as ``receipt_malformed`` unless every signed field, the algorithm and the
+    signature are there as text, and ``received_at`` is an instant with offset."""
     if not isinstance(answer, Mapping):
         raise ReceiptRefused(MALFORMED, "the receipt must be a JSON object")
     missing = [k for k in (*_SIGNED_FIELDS, "algorithm", "signature")
@@ -161,6 +187,12 @@ def check_receipt(answer: Any, *, delivery_id: str, kind: str, dossier: str,
         at = None
     if at is None or at.tzinfo is None:
         raise ReceiptRefused(MALFORMED, "received_at must be an ISO-8601 instant with offset")
+
+
+def check_subject(answer: Mapping[str, Any], *, delivery_id: str, kind: str, dossier: str,
+                  destination: str, body: bytes) -> None:
+    """Refused unless a well-formed receipt names this delivery, the SHA-256 of the exact
+    bytes sent and the destination as its receiver."""
     if (answer["delivery_id"], answer["kind"], answer["dossier"]) != (delivery_id, kind,
                                                                       dossier):
         raise ReceiptRefused(WRONG_DELIVERY, f"it acknowledges {answer['delivery_id']} "
@@ -170,6 +202,12 @@ def check_receipt(answer: Any, *, delivery_id: str, kind: str, dossier: str,
     if answer["receiver"] != destination:
         raise ReceiptRefused(WRONG_RECEIVER, f"signed as {answer['receiver']}, but the "
                              f"delivery went to {destination}")
+
+
+def check_signature(answer: Mapping[str, Any], destination: str,
+                    keys: ReceiptKeys) -> PublicKey:
+    """The live published key of ``destination`` whose signature a well-formed receipt
+    carries, or refused (unknown key, revoked key, bad signature)."""
     key = keys.find(destination, answer["key_id"])
     if key is None:
         raise ReceiptRefused(UNKNOWN_KEY, f"{destination} has no published key "
@@ -182,9 +220,7 @@ def check_receipt(answer: Any, *, delivery_id: str, kind: str, dossier: str,
     except (ValueError, InvalidSignature):
         raise ReceiptRefused(BAD_SIGNATURE, f"the signature does not verify with key "
                              f"{key.key_id} of {destination}") from None
-    return {"receipt_id": f"receipt:{delivery_id}",
-            **{k: answer[k] for k in _SIGNED_FIELDS}, "algorithm": ALGORITHM,
-            "signature": answer["signature"], "recorded_at": recorded_at.isoformat()}
+    return key
 
 
 def receipt_missing_id(delivery_id: str) -> str:

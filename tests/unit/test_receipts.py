@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -126,3 +127,31 @@ def test_a_delivery_without_a_receipt_is_overdue_once_after_its_wait() -> None:
     assert watch.overdue(due + timedelta(hours=1)) == []
     watch.expect(receipts.Expected("h1", DEST, DOSSIER, "handoff", due))  # read again
     assert watch.overdue(due + timedelta(hours=2)) == []
+
+
+def test_the_public_keys_file_loads_from_json_or_yaml_and_says_what_is_wrong(
+        tmp_path: Path) -> None:
+    import argparse
+
+    from lienthong.connectors.delivery.cli import receipt_keys
+
+    raw = receipts.public_raw(KEY)
+    as_yaml = tmp_path / "keys.yaml"
+    as_yaml.write_text(f"{DEST}:\n  - key_id: '2026-06'\n    public_key: {raw.hex()}\n",
+                       encoding="utf-8")
+    as_json = tmp_path / "keys.json"
+    as_json.write_text(f'{{"{DEST}": [{{"key_id": "2026-06", "public_key": "{raw.hex()}"}}]}}',
+                       encoding="utf-8")
+    for path in (as_yaml, as_json):
+        found = ReceiptKeys.from_file(path).find(DEST, "2026-06")
+        assert found is not None and found.raw == raw
+    # The delivery service reads the same file the same way.
+    args = argparse.Namespace(receipt_keys=str(as_yaml), demo_receipt_keys=False)
+    loaded = receipt_keys(args, [DEST])
+    assert loaded is not None and loaded.agencies() == [DEST]
+    with pytest.raises(ValueError, match="cannot read it"):
+        ReceiptKeys.from_file(tmp_path / "absent.yaml")
+    (tmp_path / "short.yaml").write_text(f"{DEST}: [{{key_id: a, public_key: abc}}]\n",
+                                         encoding="utf-8")
+    with pytest.raises(ValueError, match="32-byte Ed25519"):
+        ReceiptKeys.from_file(tmp_path / "short.yaml")
