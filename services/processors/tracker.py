@@ -13,13 +13,14 @@ restart and re-sends the same outputs under the same deterministic ids (Idempote
 delivery, alert id), which the sinks deduplicate; a worker killed after the state write skips
 the event as already seen, and its outputs are already on Kafka.
 
-Batches are pipelined: ``submit`` applies a batch and queues its outputs, then returns a task
-that finishes when the batch is durable, so the next batch is applied while the acknowledgements
-of this one are on their way. The tasks form one chain in submission order: a batch's states
-are written only after its own outputs are acknowledged *and* the batch before it is durable,
-so the changelog receives a dossier's states in order and no offset is committed ahead of its
-state. One lock serialises applying and queueing (tracker and sweeper); states applied but not
-yet durable are read from ``unsaved``.
+Batches are pipelined: ``submit`` applies a batch and queues its outputs, then returns a future
+that is done when the batch is durable, so the next batch is applied while the acknowledgements
+of this one are on their way. One writer (``_write_states``) takes the batches in submission
+order, each once its outputs are acknowledged, and writes the states of those ready together
+(a dossier changed by several of them once, its newest state), so the changelog receives a
+dossier's states in order and no offset is committed ahead of its state. One lock serialises
+applying and queueing (tracker and sweeper); states applied but not yet durable are read from
+``unsaved``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from lienthong.services.domain.catalogue import Catalogue
 from lienthong.services.domain.corrections import correct
 from lienthong.services.domain.dossier import (
     Applied,
+    Decision,
     DossierState,
     Rejected,
     apply_event,
@@ -250,20 +252,7 @@ class Tracker:
         entry = changed.get(key)
         state = entry[1] if entry is not None else self._state(key)
         decision = apply_event(state, event, self.catalogue, now if self.live else None)
-        if isinstance(decision, Rejected):
-            metrics.REJECTED.labels(decision.reason).inc()
-            self._deadletter(record, decision.reason, decision.detail, out)
-            return None
-        if not isinstance(decision, Applied):
-            metrics.DUPLICATES.inc()
-            return None
-        metrics.EVENTS.labels(event.type, event.agency).inc()
-        partition = record.partition
-        for d in decision.deliveries:
-            out.append((DELIVERY, key, codec.DELIVERIES.encode(delivery_record(d, event.at),
-                                                          validate=False), partition))
-        self._send_alerts(key, partition, decision.alerts, out)
-        changed[key] = (partition, decision.state)
+        self._take(record, key, event, decision, out, changed)
         return None
 
     async def _correct(self, record: SourceRecord, event: Event, now: datetime,
@@ -291,22 +280,29 @@ class Tracker:
                 continue  # it went to the dead-letter topic when it came
             known.setdefault(past.event_id, past)
         decision = correct(state, event, known, self.catalogue, now if self.live else None)
+        if self._take(record, key, event, decision, out, changed):
+            log.info("dossier %s recomputed after %s %s by %s", event.dossier, event.type,
+                     event.event_id, event.operator)
+
+    def _take(self, record: SourceRecord, key: bytes, event: Event, decision: Decision,
+              out: list[Output], changed: dict[bytes, tuple[int, DossierState]]) -> bool:
+        """What the core decided about ``record``: a rejection is dead-lettered, a repeat
+        counted, an applied change queues its deliveries and alerts (True)."""
         if isinstance(decision, Rejected):
             metrics.REJECTED.labels(decision.reason).inc()
             self._deadletter(record, decision.reason, decision.detail, out)
-            return
+            return False
         if not isinstance(decision, Applied):
             metrics.DUPLICATES.inc()
-            return
+            return False
         metrics.EVENTS.labels(event.type, event.agency).inc()
-        log.info("dossier %s recomputed after %s %s by %s", event.dossier, event.type,
-                 event.event_id, event.operator)
         partition = record.partition
         for d in decision.deliveries:
             out.append((DELIVERY, key, codec.DELIVERIES.encode(delivery_record(d, event.at),
                                                           validate=False), partition))
         self._send_alerts(key, partition, decision.alerts, out)
-        changed[key] = (record.partition, decision.state)
+        changed[key] = (partition, decision.state)
+        return True
 
     # -- time --------------------------------------------------------------------------------
 
@@ -430,8 +426,8 @@ class Tracker:
     async def _queue(self, out: list[Output], changed: dict[bytes, tuple[int, DossierState]],
                      positions: dict[int, int],
                      on_durable: Callable[[], Awaitable[None]] | None) -> asyncio.Future[None]:
-        """Queue the outputs in order (a dossier's deliveries keep their order) and chain the
-        batch's durability behind the batch before it."""
+        """Queue the outputs in order (a dossier's deliveries keep their order) and hand the
+        batch to the state writer, behind every batch submitted before it."""
         now = self.clock.now()
         for key, (partition, state) in changed.items():
             out.append((STATUS, key, snapshot(state, self.catalogue, now), partition))
