@@ -48,6 +48,8 @@ from lienthong.connectors.simulator.day import (
 )
 from lienthong.services.settings import Settings
 
+DEMO_RATE_LIMIT = 1000  # requests/s per agency at the demo's gateway
+
 DEMO_USER = "demo"
 DEFAULT_PER_HOUR = 30.0
 
@@ -210,9 +212,13 @@ def run(args: argparse.Namespace) -> int:
             procs["doubles"] = _spawn("doubles", [
                 "doubles", "--port", str(args.doubles_port), "--catalog",
                 str(settings.catalog_path), "--write-catalog", str(routed)], logs, env)
+            # The backlog of eight working days goes in as fast as the gateway takes it (about
+            # 200 events/s, some agencies most of them): the default 50 requests/s per agency
+            # refused a few with 429 after the simulator's retries.
             procs["gateway"] = _spawn("gateway", [
                 "gateway", *common, "--port", str(gateway_port), "--keys-file", str(keys),
-                "--spool-dir", str(spool)], logs, env)
+                "--spool-dir", str(spool), "--rate-limit", str(DEMO_RATE_LIMIT),
+                "--rate-burst", str(2 * DEMO_RATE_LIMIT)], logs, env)
             for _ in range(300):  # the routed catalogue is written once the doubles listen
                 if routed.exists() or procs["doubles"].poll() is not None:
                     break
