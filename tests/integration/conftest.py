@@ -51,10 +51,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.kafka)
-    # The client compatibility checks run first, on a broker no hub test has used yet: after
-    # tests that stop brokers of their own (their clients then retry closed ports in
-    # kafka-python's shared I/O thread), two kafka-python group members were seen not to
-    # settle on a partition each within 20 s.
+    # The client compatibility checks run first, on a broker no hub test has loaded yet, so
+    # that their group timings measure the clients and not the hub's leftovers.
     items.sort(key=lambda item: "test_broker_compat.py" not in item.nodeid)
 
 

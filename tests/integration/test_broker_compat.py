@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -98,40 +99,78 @@ def has_all(expected: set[bytes]) -> Callable[[list[bytes]], bool]:
 # --------------------------------------------------------------------------- consumer groups
 
 
+class _KpMember(threading.Thread):
+    """One kafka-python group member polling in its own thread, as each worker process does.
+
+    A consumer is used only by the thread that made it; the test reads what it saw (its
+    assignment and values) and asks it to commit through events.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        super().__init__(daemon=True)
+        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                                      auto_offset_reset="earliest", enable_auto_commit=False,
+                                      **KP_GROUP)
+        self.assignment: frozenset[int] = frozenset()
+        self.values: list[bytes] = []
+        self.commit_now = threading.Event()
+        self.committed = threading.Event()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                for records in self.consumer.poll(timeout_ms=100).values():
+                    self.values.extend(r.value for r in records)
+                self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
+                if self.commit_now.is_set() and not self.committed.is_set():
+                    self.consumer.commit()
+                    self.committed.set()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.error = exc
+        finally:
+            self.consumer.close()
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: Callable[[], object]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what()
+        time.sleep(0.05)
+
+
 def test_kafka_python_group_splits_partitions_and_resumes_from_committed_offsets(
     kafka_bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic(partitions=2)
     group = _unique("g")
-    members = [KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False, **KP_GROUP)
-               for _ in range(2)]
+    members = [_KpMember(kafka_bootstrap, topic, group) for _ in range(2)]
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     try:
-        deadline = time.monotonic() + 20
-        while not all(len(m.assignment()) == 1 for m in members):
-            assert time.monotonic() < deadline, [m.assignment() for m in members]
-            for member in members:
-                member.poll(timeout_ms=100)
-        assert {tp.partition for m in members for tp in m.assignment()} == {0, 1}
+        for member in members:
+            member.start()
+        # A join on a broker whose group coordinator is still loading takes a few rounds.
+        _wait(lambda: sorted(sorted(m.assignment) for m in members) == [[0], [1]], 60,
+              lambda: ([m.assignment for m in members], [m.error for m in members]))
 
         sent = {f"m{i}".encode() for i in range(20)}
         for i, value in enumerate(sorted(sent)):
             producer.send(topic, value, partition=i % 2)
         producer.flush()
-        got: dict[int, list[bytes]] = {0: [], 1: []}
-        deadline = time.monotonic() + 20
-        while sum(map(len, got.values())) < len(sent):
-            assert time.monotonic() < deadline, got
-            for index, member in enumerate(members):
-                for records in member.poll(timeout_ms=100).values():
-                    got[index].extend(r.value for r in records)
-        assert set(got[0]) | set(got[1]) == sent and got[0] and got[1]
+        _wait(lambda: set(members[0].values) | set(members[1].values) == sent, 30,
+              lambda: ([m.values for m in members], [m.error for m in members]))
+        assert members[0].values and members[1].values
         for member in members:
-            member.commit()
+            member.commit_now.set()
+        _wait(lambda: all(m.committed.is_set() for m in members), 30,
+              lambda: [m.error for m in members])
     finally:
         for member in members:
-            member.close()
+            member.stop.set()
+        for member in members:
+            member.join(timeout=30)
+    assert [m.error for m in members] == [None, None]
 
     producer.send(topic, b"late", partition=0)
     producer.flush()
@@ -140,7 +179,7 @@ def test_kafka_python_group_splits_partitions_and_resumes_from_committed_offsets
                             auto_offset_reset="earliest", enable_auto_commit=False, **KP_GROUP)
     try:
         seen: list[bytes] = []
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while b"late" not in seen:
             assert time.monotonic() < deadline, seen
             for records in resumed.poll(timeout_ms=200).values():
