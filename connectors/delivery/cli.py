@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="accept receipts signed with the catalogue agencies' demo keys (the "
                    "doubles and simulator sign with them; demos only, they prove nothing)")
     g.add_argument("--receipt-hours", type=float, default=4.0,
-                   help="hours a delivery may go without a signed receipt before a "
-                   "receipt_missing alert")
+                   help="hours a result or status sync may go without a signed receipt "
+                   "before a receipt_missing alert (a hand-off waits until the end of the "
+                   "destination's allotted working time for its step)")
     g.add_argument("--group", default=GROUP_ID, help="consumer group")
     g.add_argument("--topic", default=None, help="topic to consume (default: the hub's "
                    "deliveries topic)")

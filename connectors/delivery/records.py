@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from lienthong.connectors.delivery.policy import (
     DELIVERY_FAILING,
@@ -48,6 +49,7 @@ class OutboundDelivery:
     kind: str
     dossier: str
     body: bytes  # UTF-8 JSON of the canonical delivery
+    payload: Mapping[str, Any] = field(default_factory=dict)
 
 
 def read_delivery(value: bytes | None) -> OutboundDelivery:
@@ -58,7 +60,8 @@ def read_delivery(value: bytes | None) -> OutboundDelivery:
     except codec.CodecError as exc:
         raise RecordProblem(exc.reason, str(exc)) from None
     body = json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return OutboundDelivery(d["delivery_id"], d["destination"], d["kind"], d["dossier"], body)
+    return OutboundDelivery(d["delivery_id"], d["destination"], d["kind"], d["dossier"], body,
+                            d["payload"])
 
 
 def request_body(delivery: OutboundDelivery,

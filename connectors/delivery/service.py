@@ -23,8 +23,10 @@ How it keeps its promises:
   status sync must carry its signed receipt (``services/domain/receipts.py``): a good one goes
   to ``receipts`` before the delivery counts as done; a bad one is refused into ``deadletter``
   with its reason (the delivery stays applied, but not receipted). A delivery with no good
-  receipt ``receipt_wait_seconds`` after it was read raises a ``delivery_failing`` alert with
-  cause ``receipt_missing`` (id ``receipt_missing:{delivery id}``). The wait is kept in memory:
+  receipt by its due raises a ``delivery_failing`` alert with cause ``receipt_missing`` (id
+  ``receipt_missing:{delivery id}``): a hand-off's due is the end of the destination's allotted
+  working time for its step (``receipt_due``), a result's or status sync's
+  ``receipt_wait_seconds`` after it was read. The wait is kept in memory:
   a delivery already committed before a restart is no longer watched.
 - **One dead agency does not slow the others.** Each destination has its own HTTP connection
   pool, concurrency limit and circuit breaker; while its circuit is open its deliveries wait
@@ -80,6 +82,7 @@ from lienthong.services.domain.receipts import (
     ReceiptRefused,
     ReceiptWatch,
     check_receipt,
+    receipt_due,
     receipt_missing_id,
 )
 
@@ -360,7 +363,8 @@ class DeliveryService:
         if self.receipt_keys is not None and delivery.kind in ACKNOWLEDGED_KINDS:
             self.watch.expect(Expected(delivery.delivery_id, delivery.destination,
                                        delivery.dossier, delivery.kind,
-                                       self.clock.now() + self.receipt_wait))
+                                       receipt_due(delivery.kind, delivery.payload,
+                                                   self.clock.now(), self.receipt_wait)))
         lane_key = (tp, delivery.destination, delivery.dossier)
         lane = self._lanes.get(lane_key)
         if lane is not None:

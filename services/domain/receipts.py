@@ -18,7 +18,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -230,6 +230,31 @@ def receipt_missing_id(delivery_id: str) -> str:
 
 #: Delivery kinds a destination system applies and must acknowledge with a receipt.
 ACKNOWLEDGED_KINDS = frozenset({"handoff", "result", "status"})
+
+#: The least time a hand-off read late (a backlog, a stopped delivery service) gets for its
+#: receipt, so that an alert never fires before the destination could have answered.
+RECEIPT_GRACE = timedelta(minutes=15)
+
+
+def receipt_due(kind: str, payload: Mapping[str, Any], read_at: datetime,
+                wait: timedelta) -> datetime:
+    """When the receipt of a delivery read at ``read_at`` is overdue.
+
+    A hand-off's receipt is due when the destination's allotted working time for its step
+    ends (the hand-off's ``step_due_at``, computed by the worker in Vietnamese working time),
+    but never sooner than ``RECEIPT_GRACE`` after it was read. A result, a status sync and a
+    hand-off that carries no step due (one after the dossier ended) wait ``wait``.
+    """
+    if kind == "handoff":
+        text = payload.get("step_due_at")
+        if isinstance(text, str):
+            try:
+                step_due = datetime.fromisoformat(text)
+            except ValueError:
+                step_due = None
+            if step_due is not None and step_due.tzinfo is not None:
+                return max(step_due, read_at + RECEIPT_GRACE)
+    return read_at + wait
 
 
 @dataclass(frozen=True)
