@@ -12,6 +12,32 @@ import importlib
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lienthong.services.domain.catalogue import Catalogue
+
+class StartupProblem(Exception):
+    """What a subcommand cannot start without (an unreadable catalogue, no Kafka address):
+    ``main`` prints ``lienthong COMMAND: <message>`` and exits with status 2."""
+
+
+def load_catalogue_or_stop(path: Any) -> Catalogue:
+    """The province catalogue at ``path``, or a ``StartupProblem`` naming the file and why."""
+    from lienthong.services.domain.catalogue import CatalogueError, load_catalogue
+
+    try:
+        return load_catalogue(path)
+    except (OSError, CatalogueError) as exc:
+        raise StartupProblem(f"catalogue {path}: {exc}") from None
+
+
+def require_bootstrap(bootstrap: str | None) -> str:
+    """The Kafka address, or a ``StartupProblem`` saying how to give one."""
+    if not bootstrap:
+        raise StartupProblem("no Kafka address; pass --bootstrap or set KAFKA_BOOTSTRAP_SERVERS")
+    return bootstrap
+
 
 # subcommand -> (module, one-line help). Nested groups ("catalog check") use a space.
 COMMANDS: dict[str, tuple[str, str]] = {}
@@ -104,7 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"lienthong {name}", description=summary)
     module.add_arguments(parser)
     parsed = parser.parse_args(rest)
-    return int(module.run(parsed) or 0)
+    try:
+        return int(module.run(parsed) or 0)
+    except StartupProblem as problem:
+        print(f"lienthong {name}: {problem}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

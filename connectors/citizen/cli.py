@@ -27,8 +27,8 @@ from lienthong.connectors.citizen.store import NoticeStore
 from lienthong.connectors.http.serving import serve_app
 from lienthong.connectors.notify.service import SmtpSettings
 from lienthong.schemas import topics
+from lienthong.services.cli import load_catalogue_or_stop, require_bootstrap
 from lienthong.services.clock import clock_from_spec
-from lienthong.services.domain.catalogue import CatalogueError, load_catalogue
 from lienthong.services.domain.citizen import Policy, normalise_phone, parse_quiet_hours
 from lienthong.services.settings import Settings
 
@@ -141,15 +141,8 @@ def _manage(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     s = Settings.from_env()
-    try:
-        catalogue = load_catalogue(args.catalog)
-    except (OSError, CatalogueError) as exc:
-        print(f"lienthong citizen-notify: catalogue {args.catalog}: {exc}", file=sys.stderr)
-        return 2
-    if not args.bootstrap:
-        print("lienthong citizen-notify: no Kafka address; pass --bootstrap or set "
-              "KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
+    catalogue = load_catalogue_or_stop(args.catalog)
+    require_bootstrap(args.bootstrap)
     try:
         quiet = parse_quiet_hours(args.quiet_hours)
     except ValueError as exc:

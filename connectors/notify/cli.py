@@ -32,8 +32,8 @@ from lienthong.connectors.notify.service import (
     WebhookSender,
 )
 from lienthong.schemas import topics
+from lienthong.services.cli import load_catalogue_or_stop, require_bootstrap
 from lienthong.services.clock import clock_from_spec
-from lienthong.services.domain.catalogue import CatalogueError, load_catalogue
 from lienthong.services.ops.feed import FeedTopics, StatusFeed
 from lienthong.services.settings import Settings
 
@@ -94,15 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def _main(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    try:
-        catalogue = load_catalogue(args.catalog)
-    except (OSError, CatalogueError) as exc:
-        print(f"lienthong notify: catalogue {args.catalog}: {exc}", file=sys.stderr)
-        return 2
-    if not args.bootstrap:
-        print("lienthong notify: no Kafka address; pass --bootstrap or set "
-              "KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
+    catalogue = load_catalogue_or_stop(args.catalog)
+    require_bootstrap(args.bootstrap)
     fallback = None
     if args.fallback_email or args.fallback_webhook:
         fallback = Contact("*", "fallback", args.fallback_webhook, args.fallback_email)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from lienthong.services.cli import load_catalogue_or_stop, require_bootstrap
 from lienthong.services.settings import Settings
 
 log = logging.getLogger("lienthong.dashboard")
@@ -176,7 +177,6 @@ def _users_command(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from lienthong.schemas import topics
     from lienthong.services.clock import ScaledClock, clock_from_spec
-    from lienthong.services.domain.catalogue import CatalogueError, load_catalogue
     from lienthong.services.ops.audit import AuditLog
     from lienthong.services.ops.auth import (
         Operator,
@@ -191,11 +191,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from lienthong.services.ops.web import DASHBOARD, create_app
 
     settings = Settings.from_env()
-    try:
-        catalogue = load_catalogue(args.catalog)
-    except (OSError, CatalogueError) as exc:
-        print(f"lienthong dashboard: catalogue {args.catalog}: {exc}", file=sys.stderr)
-        return 2
+    catalogue = load_catalogue_or_stop(args.catalog)
     if args.users is not None:
         try:
             users = load_users(args.users)
@@ -211,10 +207,8 @@ async def _serve(args: argparse.Namespace) -> int:
               "there is no default password outside --demo. Create one with "
               "'lienthong dashboard users add NAME --users FILE'.", file=sys.stderr)
         return 2
-    if not args.bootstrap and not args.demo:
-        print("lienthong dashboard: no Kafka address; pass --bootstrap or set "
-              "KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
+    if not args.demo:
+        require_bootstrap(args.bootstrap)
     secret = None
     if args.secret_file is not None:
         secret = args.secret_file.read_bytes().strip()

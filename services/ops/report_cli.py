@@ -20,6 +20,7 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
+from lienthong.services.cli import load_catalogue_or_stop
 from lienthong.services.clock import clock_from_spec
 from lienthong.services.ops.board import OpsBoard, Period, SnapshotError
 from lienthong.services.settings import Settings
@@ -88,18 +89,13 @@ async def _read_topic(bootstrap: str, board: OpsBoard, timeout: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lienthong.services.domain.catalogue import CatalogueError, load_catalogue
     from lienthong.services.ops.reports import indicators_table, render, scoreboard_table
 
     prog = "lienthong report"
     if args.last < args.first:
         print(f"{prog}: --to ({args.last}) is before --from ({args.first})", file=sys.stderr)
         return 2
-    try:
-        catalogue = load_catalogue(args.catalog)
-    except (OSError, CatalogueError) as exc:
-        print(f"{prog}: catalogue {args.catalog}: {exc}", file=sys.stderr)
-        return 2
+    catalogue = load_catalogue_or_stop(args.catalog)
     tz = catalogue.calendar.tz
     try:  # default: the hub's clock (LIENTHONG_CLOCK), so a demo's report judges demo time
         now = (datetime.fromisoformat(args.now) if args.now
