@@ -31,6 +31,7 @@ from lienthong.services.clock import Clock, WallClock
 from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.domain.dossier import DossierState
 from lienthong.services.processors import metrics
+from lienthong.services.processors.collector import FREEZE_SECONDS, CollectorPolicy
 from lienthong.services.processors.fetching import tune_faust_consumer
 from lienthong.services.processors.history import LogHistory
 from lienthong.services.processors.offsets import OffsetGuard
@@ -404,6 +405,14 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
                 metrics.CONSUMER_LAG.labels("worker", names.events, str(tp.partition)).set(
                     max(0, end - done))
                 await unstick(tp.partition, done, end)
+
+    collector = CollectorPolicy()
+    collector.start()
+
+    @app.timer(FREEZE_SECONDS)
+    async def hold_long_lived() -> None:
+        """Keep the collector's full passes off the states held (see ``collector.py``)."""
+        collector.tick()
 
     @app.timer(SWEEP_INTERVAL)
     async def sweep() -> None:
