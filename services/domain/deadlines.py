@@ -69,7 +69,7 @@ class Clock:
         if paused_at is not None:
             return cls(allot, due, None, allot, None, True, paused_at)
         # _arm_soon, inlined: a new clock is armed and has its whole allotment left.
-        threshold = due_soon_threshold(allot, due_soon)
+        threshold = _THRESHOLDS.get((allot, due_soon)) or due_soon_threshold(allot, due_soon)
         return cls(allot, due, clock_start, allot, None, True, None, False, ZERO, False,
                    allot - threshold if threshold > ZERO else None)
 

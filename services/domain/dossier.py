@@ -655,24 +655,28 @@ def _pending(state: DossierState, cal: WorkingCalendar, until: datetime,
     code, procedure = state.code, state.procedure
     index = len(state.steps) - 1
     step = state.steps[index]
-    for scope, clock, agency, idx in (("dossier", state.clock, state.holder, None),
-                                      ("step", step.clock, step.agency, index)):
+    # The fired-set entries' prefixes (``_key``) are spelled out: this runs before every event.
+    for scope, soon_prefix, overdue_prefix, clock, agency, idx in (
+            ("dossier", "dd", "do", state.clock, state.holder, None),
+            ("step", "sd", "so", step.clock, step.agency, index)):
+        run_from = clock.run_from
+        if run_from is None:
+            continue  # paused: no time alert (an item paused while the dossier runs)
         due = clock.due
         due_key: str | None = None
         # soon_instant's own guard and cache first: most clocks have no due_soon left to
         # fire, or know its instant already.
-        soon = (None if clock.soon_left is None or not clock.armed or clock.run_from is None
+        soon = (None if clock.soon_left is None or not clock.armed
                 else clock.soon_at or clock.soon_instant(cal, until))
         if soon is not None and (soon < until or (not strict and soon == until)):
             due_key = instant_key(due)
-            key = _key(scope, "due_soon", due, due_key)
+            key = soon_prefix + due_key
             if key not in fired:
                 out.append((time_alert("due_soon", scope, code, agency, due, soon, procedure,
                                        idx, due_key), key))
-        if (not clock.overdue_fired and clock.run_from is not None
-                and (due < until or (not strict and due == until))):
+        if not clock.overdue_fired and (due < until or (not strict and due == until)):
             due_key = due_key or instant_key(due)
-            key = _key(scope, "overdue", due, due_key)
+            key = overdue_prefix + due_key
             if key not in fired:
                 out.append((time_alert("overdue", scope, code, agency, due, due, procedure,
                                        idx, due_key), key))

@@ -407,26 +407,47 @@ def _correction(data: Mapping[str, Any], draft: _Draft, etype: str) -> None:
 
 
 def _procedure(data: Mapping[str, Any], name: str, _t: str) -> str:
+    value = data[name]
+    if type(value) is str and value in _GOOD_PROCEDURES:
+        return value
     return _code(data, name, _GOOD_PROCEDURES, procedure_code_problem)
 
 
 def _channel(data: Mapping[str, Any], name: str, etype: str) -> str:
-    return _choice(data, name, RECEIVED_CHANNELS if etype == "received" else RETURN_CHANNELS)
+    allowed = RECEIVED_CHANNELS if etype == "received" else RETURN_CHANNELS
+    value = data[name]
+    if type(value) is str and value in allowed:
+        return value
+    return _choice(data, name, allowed)
 
 
 _FieldParser = Callable[[Mapping[str, Any], str, str], object]
+
+def _to_agency(data: Mapping[str, Any], name: str, _t: str) -> str:
+    value = data[name]
+    if type(value) is str and value in _GOOD_AGENCIES:  # the usual case, without a call
+        return value
+    return _code(data, name, _GOOD_AGENCIES, agency_code_problem)
+
+
+def _decision(data: Mapping[str, Any], name: str, _t: str) -> str:
+    value = data[name]
+    if value == "approved" or value == "refused":
+        return value  # type: ignore[no-any-return]
+    return _choice(data, name, DECISIONS)
+
 
 _FIELD_PARSERS: dict[str, _FieldParser] = {
     "procedure": _procedure,
     "channel": _channel,
     "applicant": lambda d, n, _t: _applicant(d, n),
     "appointment_at": lambda d, n, _t: _instant(d, n),
-    "to_agency": lambda d, n, _t: _code(d, n, _GOOD_AGENCIES, agency_code_problem),
+    "to_agency": _to_agency,
     "note": lambda d, n, _t: _text(d, n, required=False),
     "reason": lambda d, n, _t: _text(d, n),
     "amount_vnd": lambda d, n, _t: _amount(d, n),
     "new_due_at": lambda d, n, _t: _instant(d, n),
-    "decision": lambda d, n, _t: _choice(d, n, DECISIONS),
+    "decision": _decision,
     "tracking_number": lambda d, n, _t: _text(d, n),
     "leg": lambda d, n, _t: _choice(d, n, POSTAL_LEGS),
     "status": lambda d, n, _t: _choice(d, n, POSTAL_STATUSES),
