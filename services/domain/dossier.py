@@ -644,13 +644,15 @@ def _key(scope: str, kind: str, due: datetime, due_key: str | None = None) -> st
     return f"{scope[0]}{kind[0]}{due_key or instant_key(due)}"
 
 
-def _pending(state: DossierState, cal: WorkingCalendar, until: datetime,
-             strict: bool) -> list[tuple[Alert, str]]:
-    """Time alerts firing before ``until`` (or at it, unless ``strict``) not yet fired, each
-    with its fired-set entry."""
+def _pending(state: DossierState, cal: WorkingCalendar, until: datetime, strict: bool,
+             record: bool = False) -> list[Alert]:
+    """Time alerts firing before ``until`` (or at it, unless ``strict``) not yet fired, in
+    firing order. With ``record`` each is recorded as fired as it is found (``_record``, for
+    the clock it is about), which changes nothing the rest of the search looks at."""
     if state.end_type is not None or state.open_requests:
         return []  # no time alert after the end or while the clocks are paused
-    out: list[tuple[Alert, str]] = []
+    out: list[Alert] = []
+    found: list[str] = []  # the fired-set entries of ``out``
     fired = state.fired
     code, procedure = state.code, state.procedure
     index = len(state.steps) - 1
@@ -672,28 +674,43 @@ def _pending(state: DossierState, cal: WorkingCalendar, until: datetime,
             due_key = instant_key(due)
             key = soon_prefix + due_key
             if key not in fired:
-                out.append((time_alert("due_soon", scope, code, agency, due, soon, procedure,
-                                       idx, due_key), key))
+                out.append(time_alert("due_soon", scope, code, agency, due, soon, procedure,
+                                      idx, due_key))
+                found.append(key)
+                if record:
+                    fired.add(key)
+                    clock.armed = False
         if not clock.overdue_fired and (due < until or (not strict and due == until)):
             due_key = due_key or instant_key(due)
             key = overdue_prefix + due_key
             if key not in fired:
-                out.append((time_alert("overdue", scope, code, agency, due, due, procedure,
-                                       idx, due_key), key))
+                out.append(time_alert("overdue", scope, code, agency, due, due, procedure,
+                                      idx, due_key))
+                found.append(key)
+                if record:
+                    fired.add(key)
+                    clock.overdue_fired = True
     for apology in state.apologies:
         at = _apology_fires_at(state, apology)
         if at < until or (not strict and at == until):
             key = _key("dossier", "overdue", apology.new_due_at)
             # Two apologies with one date, or a date equal to the due: one alert (one id).
-            if key not in fired and not any(k == key for _, k in out):
-                out.append((time_alert("overdue", "dossier", code, state.holder,
-                                       apology.new_due_at, at, procedure, None), key))
+            if key not in fired and key not in found:
+                out.append(time_alert("overdue", "dossier", code, state.holder,
+                                      apology.new_due_at, at, procedure, None))
+                found.append(key)
+                if record:
+                    fired.add(key)
+                    if apology.new_due_at == state.clock.due:
+                        state.clock.overdue_fired = True
     if len(out) > 1:
         if len(out) == 2:  # the common pair (due_soon and overdue, or dossier and step)
-            if out[1][0].at < out[0][0].at:
+            if out[1].at < out[0].at:
                 out.reverse()
         else:
-            out.sort(key=lambda pair: pair[0].at)
+            out.sort(key=lambda alert: alert.at)
+    if record and out:
+        state.alarm_cache = _NOT_COMPUTED
     return out
 
 
@@ -707,12 +724,7 @@ def _apology_fires_at(state: DossierState, apology: Apology) -> datetime:
 
 def _fire(state: DossierState, cal: WorkingCalendar, until: datetime,
           strict: bool) -> list[Alert]:
-    pending = _pending(state, cal, until, strict)
-    if not pending:
-        return []
-    for alert, key in pending:
-        _record(state, alert, key)
-    return [alert for alert, _ in pending]
+    return _pending(state, cal, until, strict, record=True)
 
 
 def time_alerts(state: DossierState, catalogue: Catalogue, until: datetime) -> list[Alert]:
@@ -721,7 +733,7 @@ def time_alerts(state: DossierState, catalogue: Catalogue, until: datetime) -> l
     Pure: record them with ``mark_fired`` once sent. Dossier alerts name the current holder,
     which is the holder at their instant as long as every event before ``until`` is applied.
     """
-    return [alert for alert, _ in _pending(state, catalogue.calendar, until, strict=False)]
+    return _pending(state, catalogue.calendar, until, strict=False)
 
 
 def mark_fired(state: DossierState, alerts: list[Alert]) -> None:
