@@ -434,7 +434,9 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
     state.last_at = event.at
     state.timeline.append((event.event_id, etype, event.at, event.agency, note))
     state.seen.add(event.event_id)
-    return _applied(state, deliveries, alerts)
+    applied = _AppliedDraft(state, deliveries, alerts)  # _applied, inlined: every event
+    applied.__class__ = Applied  # type: ignore[assignment]
+    return applied  # type: ignore[return-value]
 
 
 def _future(event: Event, now: datetime) -> Rejected:
