@@ -389,7 +389,7 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
 
     cal = catalogue.calendar
     after_end = state.end_type is not None
-    alerts = [] if after_end else _fire(state, cal, event.at, strict=True)
+    alerts = [] if after_end else _pending(state, cal, event.at, True, True)  # _fire
     deliveries: list[Delivery] = []
     note: str | None = None
     etype = event.type
