@@ -277,12 +277,24 @@ def _amount(data: Mapping[str, Any], name: str) -> int:
     return value
 
 
+class _ApplicantDraft:
+    """An :class:`Applicant` of name and ID number without the frozen dataclass's
+    ``__init__`` (five ``object.__setattr__`` calls, once per receipt), as ``_Draft``."""
+
+    __slots__ = ("email", "id_number", "name", "phone", "zalo_user_id")
+
+    def __init__(self, name: str, id_number: str | None) -> None:
+        self.name = name
+        self.id_number = id_number
+        self.phone = self.email = self.zalo_user_id = None
+
+
 _APPLICANT_FIELDS = frozenset({"name", "id_number", "phone", "email", "zalo_user_id"})
 
 
 def _applicant(data: Mapping[str, Any], name: str) -> Applicant:
     value = data[name]
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidEvent(name, "must be an object with name and id_number")
     if not value.keys() <= _APPLICANT_FIELDS:
         unknown = set(value) - _APPLICANT_FIELDS
@@ -295,7 +307,9 @@ def _applicant(data: Mapping[str, Any], name: str) -> Applicant:
         id_number = _text(value, "id_number")
     n = len(value)
     if n == 1 or (n == 2 and "id_number" in value):
-        return Applicant(person, id_number)
+        draft = _ApplicantDraft(person, id_number)
+        draft.__class__ = Applicant  # type: ignore[assignment]
+        return draft  # type: ignore[return-value]
     contact: dict[str, str | None] = {}
     for field, problem_of in (("phone", phone_problem), ("email", email_problem),
                               ("zalo_user_id", _identifier_problem)):
