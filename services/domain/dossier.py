@@ -540,7 +540,7 @@ def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
     to = event.to_agency
     assert to is not None
     state.holder = to
-    ended = state.ended
+    ended = state.end_type is not None
     payload: dict[str, Any] = {}
     tz = catalogue.calendar.tz
     if with_deliveries:
@@ -555,7 +555,7 @@ def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
         move = follow(state.route, state.position, to)
         state.position = move.position
         clock = Clock.start(cal, event.at, move.allot, catalogue.due_soon,
-                            paused_at=event.at if state.paused else None)
+                            paused_at=event.at if state.open_requests else None)
         state.steps.append(Step(to, event.at, clock, move.position, not move.expected))
         if with_deliveries:
             payload["step_due_at"] = clock.due.astimezone(tz).isoformat()
@@ -567,7 +567,7 @@ def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
         deliveries.append(delivery(event.event_id, to, "handoff", state.code, payload))
     if ended:
         return "after_end"
-    return None if not state.steps[-1].unexpected else "unexpected_recipient"
+    return "unexpected_recipient" if not move.expected else None
 
 
 def _request(state: DossierState, event: Event, cal: WorkingCalendar,
