@@ -147,6 +147,9 @@ class RouteError(ValueError):
     """A route step that cannot be resolved for this receiving agency (e.g. no parent)."""
 
 
+_Route = tuple[tuple[str, timedelta], ...]
+
+
 class Catalogue:
     """A province's agencies, procedure versions and working calendar (immutable)."""
 
@@ -180,6 +183,10 @@ class Catalogue:
         self._starts = {
             code: [p.effective_from or date.min for p in vs] for code, vs in self._versions.items()
         }
+        # Resolved routes per (procedure version, receiving agency): the catalogue is
+        # immutable, and every receipt asks. Keyed by the version's identity, which is kept
+        # alive (and checked) in the value; bounded like the core's other caches.
+        self._routes: dict[tuple[int, str], tuple[Procedure, _Route]] = {}
 
     def __repr__(self) -> str:
         return (f"Catalogue({self.province_code} {self.province_name!r}: "
@@ -214,6 +221,18 @@ class Catalogue:
 
         Raises RouteError when a step says ``@parent`` and the receiving agency has none.
         """
+        key = (id(procedure), receiving_agency)
+        known = self._routes.get(key)
+        if known is not None and known[0] is procedure:
+            return known[1]
+        route = self._resolve(procedure, receiving_agency)
+        if len(self._routes) >= 65536:
+            self._routes.clear()
+        self._routes[key] = (procedure, route)
+        return route
+
+    def _resolve(self, procedure: Procedure,
+                 receiving_agency: str) -> tuple[tuple[str, timedelta], ...]:
         resolved: list[tuple[str, timedelta]] = []
         for step in procedure.steps:
             code = step.agency

@@ -69,7 +69,7 @@ class Clock:
         if paused_at is not None:
             return cls(allot, due, None, allot, None, True, paused_at)
         # _arm_soon, inlined: a new clock is armed and has its whole allotment left.
-        threshold = due_soon_threshold(allot, due_soon)
+        threshold = _THRESHOLDS.get((allot, due_soon)) or due_soon_threshold(allot, due_soon)
         return cls(allot, due, clock_start, allot, None, True, None, False, ZERO, False,
                    allot - threshold if threshold > ZERO else None)
 
@@ -95,9 +95,13 @@ class Clock:
         if self.soon_left is None or not self.armed or self.run_from is None:
             return None
         if self.soon_at is None:
-            if until is not None and until < self.run_from + _wall_floor(
-                    self.soon_left, cal.day_length):
-                return None
+            if until is not None:
+                # _wall_floor's cache read here: this runs for most events.
+                floor = _FLOORS.get((self.soon_left, cal.day_length))
+                if floor is None:
+                    floor = _wall_floor(self.soon_left, cal.day_length)
+                if until < self.run_from + floor:
+                    return None
             self.soon_at = _due(cal, self.run_from, self.soon_left)
         return self.soon_at
 

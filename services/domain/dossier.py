@@ -389,7 +389,7 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
 
     cal = catalogue.calendar
     after_end = state.end_type is not None
-    alerts = [] if after_end else _fire(state, cal, event.at, strict=True)
+    alerts = [] if after_end else _pending(state, cal, event.at, True, True)  # _fire
     deliveries: list[Delivery] = []
     note: str | None = None
     etype = event.type
@@ -434,7 +434,9 @@ def apply_event(state: DossierState | None, event: Event, catalogue: Catalogue,
     state.last_at = event.at
     state.timeline.append((event.event_id, etype, event.at, event.agency, note))
     state.seen.add(event.event_id)
-    return _applied(state, deliveries, alerts)
+    applied = _AppliedDraft(state, deliveries, alerts)  # _applied, inlined: every event
+    applied.__class__ = Applied  # type: ignore[assignment]
+    return applied  # type: ignore[return-value]
 
 
 def _future(event: Event, now: datetime) -> Rejected:
@@ -538,7 +540,7 @@ def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
     to = event.to_agency
     assert to is not None
     state.holder = to
-    ended = state.ended
+    ended = state.end_type is not None
     payload: dict[str, Any] = {}
     tz = catalogue.calendar.tz
     if with_deliveries:
@@ -553,7 +555,7 @@ def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
         move = follow(state.route, state.position, to)
         state.position = move.position
         clock = Clock.start(cal, event.at, move.allot, catalogue.due_soon,
-                            paused_at=event.at if state.paused else None)
+                            paused_at=event.at if state.open_requests else None)
         state.steps.append(Step(to, event.at, clock, move.position, not move.expected))
         if with_deliveries:
             payload["step_due_at"] = clock.due.astimezone(tz).isoformat()
@@ -565,7 +567,7 @@ def _handoff(state: DossierState, event: Event, catalogue: Catalogue,
         deliveries.append(delivery(event.event_id, to, "handoff", state.code, payload))
     if ended:
         return "after_end"
-    return None if not state.steps[-1].unexpected else "unexpected_recipient"
+    return "unexpected_recipient" if not move.expected else None
 
 
 def _request(state: DossierState, event: Event, cal: WorkingCalendar,
@@ -644,52 +646,73 @@ def _key(scope: str, kind: str, due: datetime, due_key: str | None = None) -> st
     return f"{scope[0]}{kind[0]}{due_key or instant_key(due)}"
 
 
-def _pending(state: DossierState, cal: WorkingCalendar, until: datetime,
-             strict: bool) -> list[tuple[Alert, str]]:
-    """Time alerts firing before ``until`` (or at it, unless ``strict``) not yet fired, each
-    with its fired-set entry."""
+def _pending(state: DossierState, cal: WorkingCalendar, until: datetime, strict: bool,
+             record: bool = False) -> list[Alert]:
+    """Time alerts firing before ``until`` (or at it, unless ``strict``) not yet fired, in
+    firing order. With ``record`` each is recorded as fired as it is found (``_record``, for
+    the clock it is about), which changes nothing the rest of the search looks at."""
     if state.end_type is not None or state.open_requests:
         return []  # no time alert after the end or while the clocks are paused
-    out: list[tuple[Alert, str]] = []
+    out: list[Alert] = []
+    found: list[str] = []  # the fired-set entries of ``out``
     fired = state.fired
     code, procedure = state.code, state.procedure
     index = len(state.steps) - 1
     step = state.steps[index]
-    for scope, clock, agency, idx in (("dossier", state.clock, state.holder, None),
-                                      ("step", step.clock, step.agency, index)):
+    # The fired-set entries' prefixes (``_key``) are spelled out: this runs before every event.
+    for scope, soon_prefix, overdue_prefix, clock, agency, idx in (
+            ("dossier", "dd", "do", state.clock, state.holder, None),
+            ("step", "sd", "so", step.clock, step.agency, index)):
+        run_from = clock.run_from
+        if run_from is None:
+            continue  # paused: no time alert (an item paused while the dossier runs)
         due = clock.due
         due_key: str | None = None
         # soon_instant's own guard and cache first: most clocks have no due_soon left to
         # fire, or know its instant already.
-        soon = (None if clock.soon_left is None or not clock.armed or clock.run_from is None
+        soon = (None if clock.soon_left is None or not clock.armed
                 else clock.soon_at or clock.soon_instant(cal, until))
         if soon is not None and (soon < until or (not strict and soon == until)):
             due_key = instant_key(due)
-            key = _key(scope, "due_soon", due, due_key)
+            key = soon_prefix + due_key
             if key not in fired:
-                out.append((time_alert("due_soon", scope, code, agency, due, soon, procedure,
-                                       idx, due_key), key))
-        if (not clock.overdue_fired and clock.run_from is not None
-                and (due < until or (not strict and due == until))):
+                out.append(time_alert("due_soon", scope, code, agency, due, soon, procedure,
+                                      idx, due_key))
+                found.append(key)
+                if record:
+                    fired.add(key)
+                    clock.armed = False
+        if not clock.overdue_fired and (due < until or (not strict and due == until)):
             due_key = due_key or instant_key(due)
-            key = _key(scope, "overdue", due, due_key)
+            key = overdue_prefix + due_key
             if key not in fired:
-                out.append((time_alert("overdue", scope, code, agency, due, due, procedure,
-                                       idx, due_key), key))
+                out.append(time_alert("overdue", scope, code, agency, due, due, procedure,
+                                      idx, due_key))
+                found.append(key)
+                if record:
+                    fired.add(key)
+                    clock.overdue_fired = True
     for apology in state.apologies:
         at = _apology_fires_at(state, apology)
         if at < until or (not strict and at == until):
             key = _key("dossier", "overdue", apology.new_due_at)
             # Two apologies with one date, or a date equal to the due: one alert (one id).
-            if key not in fired and not any(k == key for _, k in out):
-                out.append((time_alert("overdue", "dossier", code, state.holder,
-                                       apology.new_due_at, at, procedure, None), key))
+            if key not in fired and key not in found:
+                out.append(time_alert("overdue", "dossier", code, state.holder,
+                                      apology.new_due_at, at, procedure, None))
+                found.append(key)
+                if record:
+                    fired.add(key)
+                    if apology.new_due_at == state.clock.due:
+                        state.clock.overdue_fired = True
     if len(out) > 1:
         if len(out) == 2:  # the common pair (due_soon and overdue, or dossier and step)
-            if out[1][0].at < out[0][0].at:
+            if out[1].at < out[0].at:
                 out.reverse()
         else:
-            out.sort(key=lambda pair: pair[0].at)
+            out.sort(key=lambda alert: alert.at)
+    if record and out:
+        state.alarm_cache = _NOT_COMPUTED
     return out
 
 
@@ -703,12 +726,7 @@ def _apology_fires_at(state: DossierState, apology: Apology) -> datetime:
 
 def _fire(state: DossierState, cal: WorkingCalendar, until: datetime,
           strict: bool) -> list[Alert]:
-    pending = _pending(state, cal, until, strict)
-    if not pending:
-        return []
-    for alert, key in pending:
-        _record(state, alert, key)
-    return [alert for alert, _ in pending]
+    return _pending(state, cal, until, strict, record=True)
 
 
 def time_alerts(state: DossierState, catalogue: Catalogue, until: datetime) -> list[Alert]:
@@ -717,7 +735,7 @@ def time_alerts(state: DossierState, catalogue: Catalogue, until: datetime) -> l
     Pure: record them with ``mark_fired`` once sent. Dossier alerts name the current holder,
     which is the holder at their instant as long as every event before ``until`` is applied.
     """
-    return [alert for alert, _ in _pending(state, catalogue.calendar, until, strict=False)]
+    return _pending(state, catalogue.calendar, until, strict=False)
 
 
 def mark_fired(state: DossierState, alerts: list[Alert]) -> None:

@@ -120,7 +120,7 @@ class Replay:
             else:
                 decision = apply_event(states.get(event.dossier), event, catalogue,
                                        with_deliveries=False)
-            if isinstance(decision, Applied):
+            if type(decision) is Applied:
                 states[event.dossier] = decision.state
                 if decision.alerts:
                     alerts.extend(decision.alerts)
