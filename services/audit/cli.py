@@ -200,5 +200,6 @@ def _chain(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     service.run(stop)
-    print(f"audit chain stopped: {service.stats.appended} entries appended")
+    print(f"audit chain stopped: {service.stats.appended} entries appended in "
+          f"{service.stats.batches} transactions")
     return 0
