@@ -16,7 +16,10 @@ committed source positions of its group and the last committed entry of each aud
 to learn ``prev`` and ``seq``; nothing is appended twice and nothing is skipped. The worker's
 hot path is not touched: the chain shares only the broker and, on one machine, the CPU with it
 (``bench/bench_audit.py`` measures the cost). It uses aiokafka for its stream, whose C record
-code takes about 2.5 times less CPU per entry than kafka-python's.
+code takes about 2.5 times less CPU per entry than kafka-python's; it builds each entry's bytes
+directly (``entries.append_run``), hands each audit partition's entries to the producer as whole
+record batches, and gathers up to half a second of records per transaction, so that under load
+it spends about 10 µs of CPU per entry and commits a few transactions a second.
 
 Every ``checkpoint_seconds`` (and on a clean stop) it signs the head of every partition with
 the hub's Ed25519 audit key into ``audit.checkpoints``.
