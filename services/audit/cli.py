@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="lower the service's CPU priority by this much (default 19, the "
                    "lowest): on a busy machine the chain lags behind instead of slowing the "
                    "worker, and catches up when the load drops; it never loses or repeats an "
-                   "entry, and its lag is its consumer group's (GROUP lienthong-audit-chain)")
+                   "entry, and its lag is that of its consumer group, PREFIXlienthong-audit-chain")
     c.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
 
     v = sub.add_parser("verify", help="recompute every chain and check every checkpoint",
