@@ -62,10 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common(c)
     c.add_argument("--checkpoint-seconds", type=float, default=60.0,
                    help="seconds between signed checkpoints (default 60)")
-    c.add_argument("--nice", type=int, default=10,
-                   help="lower the service's CPU priority by this much (default 10): on a busy "
-                   "machine the chain lags behind instead of slowing the worker, and catches "
-                   "up when the load drops")
+    c.add_argument("--nice", type=int, default=19,
+                   help="lower the service's CPU priority by this much (default 19, the "
+                   "lowest): on a busy machine the chain lags behind instead of slowing the "
+                   "worker, and catches up when the load drops; it never loses or repeats an "
+                   "entry, and its lag is that of its consumer group, PREFIXlienthong-audit-chain")
     c.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
 
     v = sub.add_parser("verify", help="recompute every chain and check every checkpoint",
@@ -200,5 +201,6 @@ def _chain(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     service.run(stop)
-    print(f"audit chain stopped: {service.stats.appended} entries appended")
+    print(f"audit chain stopped: {service.stats.appended} entries appended in "
+          f"{service.stats.batches} transactions")
     return 0

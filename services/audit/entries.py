@@ -1,22 +1,25 @@
 """Audit entries and checkpoints through the one codec, and the hub's audit signing key.
 
-``append(state, source)`` gives the entry bytes for one source record and the chain state after
-it; nothing here talks to Kafka, so the chain service and the tests build entries the same way.
+``append_run(state, kind, topic, partition, records, logged_at)`` gives the entry bytes for a run
+of records of one source partition and the chain state after them (``append`` for one record);
+nothing here talks to Kafka, so the chain service and the tests build entries the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lienthong.schemas import codec
-from lienthong.services.audit.chain import ChainState, body_hash, chain_hash
+from lienthong.schemas.compiled import ZZ, zigzag_varint
+from lienthong.services.audit.chain import ChainState
 
 
 @dataclass(frozen=True)
@@ -31,23 +34,95 @@ class Source:
     key: bytes | None
     value: bytes
 
+    @property
+    def timestamp(self) -> int:
+        """The Kafka timestamp under the name aiokafka's records give it."""
+        return self.timestamp_ms
+
+
+class SourceRecord(Protocol):
+    """What an entry needs of a record of one source partition (an aiokafka record has it)."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+# The entry's bytes are built here field by field instead of through the codec's generic
+# writer, once per source record: the chain service spends its CPU on little else. The layout
+# is the one ``chain.py`` documents and ``codec.AUDIT_ENTRIES`` writes, byte for byte
+# (tests/unit/test_audit_chain.py proves it for any record): V[0:11] is fixed, then ``prev``,
+# then 0x40 and ``content_sha256``, then ``content`` and the other fields in schema order.
+_OPENING = codec.MAGIC + codec.AUDIT_ENTRIES.fingerprint + b"\x40"  # V[0:11]
+_BODY_OPENING = hashlib.sha256(_OPENING)  # the body hash over V[0:11], copied per entry
+_NO_DOSSIER = b"\x00"  # union branch 0: null
+_SMALL = len(ZZ)
+
+
+def _long(n: int) -> bytes:
+    return ZZ[n] if 0 <= n < _SMALL else zigzag_varint(n)
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return _long(len(raw)) + raw
+
+
+def logged_at_field(logged_at: datetime) -> bytes:
+    """The encoded ``logged_at`` field, made once for every entry of a batch."""
+    return _string(logged_at.isoformat())
+
+
+def append_run(state: ChainState, kind: str, topic: str, partition: int,
+               records: Iterable[SourceRecord], logged_at: bytes) -> tuple[list[bytes], ChainState]:
+    """The next entries of a chain standing at ``state`` for consecutive records of one source
+    partition, and the state after them; ``logged_at`` is :func:`logged_at_field`'s bytes.
+
+    A record without a value (a tombstone) is chained with empty content; its key, when it is
+    UTF-8 text, is the entry's ``dossier``.
+    """
+    source = _string(kind) + _string(topic) + _long(partition)
+    seq, head = state.seq, state.head
+    sha = hashlib.sha256
+    opening, body_opening = _OPENING, _BODY_OPENING
+    small, zz = _SMALL, ZZ
+    out: list[bytes] = []
+    for record in records:
+        content = record.value or b""
+        key = record.key
+        dossier = _NO_DOSSIER
+        if key:
+            try:
+                key.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+            else:  # valid UTF-8 is its own encoding: the key's bytes are the string's
+                n = len(key)
+                dossier = b"\x02" + (zz[n] if n < small else zigzag_varint(n)) + key
+        n, offset, stamp = len(content), record.offset, record.timestamp
+        body = b"".join((
+            b"\x40", sha(content).digest(), zz[n] if n < small else zigzag_varint(n), content,
+            zz[seq] if seq < small else zigzag_varint(seq), source,
+            zz[offset] if 0 <= offset < small else zigzag_varint(offset),
+            zz[stamp] if 0 <= stamp < small else zigzag_varint(stamp), dossier, logged_at))
+        inner = body_opening.copy()
+        inner.update(body)
+        out.append(opening + head + body)
+        head = sha(head + inner.digest()).digest()
+        seq += 1
+    return out, ChainState(seq, head)
+
 
 def append(state: ChainState, source: Source, logged_at: datetime) -> tuple[bytes, ChainState]:
     """The next entry of a chain standing at ``state``, and the state after it."""
-    dossier: str | None = None
-    if source.key:
-        try:
-            dossier = source.key.decode("utf-8") or None
-        except UnicodeDecodeError:
-            dossier = None
-    value = codec.AUDIT_ENTRIES.encode({
-        "prev": state.head, "content_sha256": hashlib.sha256(source.value).digest(),
-        "content": source.value, "seq": state.seq, "source_kind": source.kind,
-        "source_topic": source.topic, "source_partition": source.partition,
-        "source_offset": source.offset, "source_timestamp_ms": source.timestamp_ms,
-        "dossier": dossier, "logged_at": logged_at.isoformat(),
-    }, validate=False)
-    return value, ChainState(state.seq + 1, chain_hash(state.head, body_hash(value)))
+    [value], after = append_run(state, source.kind, source.topic, source.partition, [source],
+                                logged_at_field(logged_at))
+    return value, after
 
 
 @dataclass(frozen=True)

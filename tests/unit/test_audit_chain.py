@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from lienthong.schemas import codec
 from lienthong.services.audit import chain
 from lienthong.services.audit.chain import ChainState, verify_run
-from lienthong.services.audit.entries import Source, append
+from lienthong.services.audit.entries import Source, append, append_run, logged_at_field
 
 AT = datetime(2026, 11, 25, 2, 15, tzinfo=UTC)
 DOSSIERS = ["000.00.15.H99-261125-0007", "G09.20-20260609-0092637", "000.00.16.H99-261125-0001"]
@@ -202,3 +203,80 @@ def test_entries_with_large_contents_verify_and_their_changes_are_found() -> Non
         result = verify_run([*values[:i], bytes(altered), *values[i + 1:]])
         assert result.mismatch is not None
         assert (result.mismatch.seq, result.mismatch.reason) == (i, "content_mismatch")
+
+
+# -- the entry writer: the codec's bytes, built directly ----------------------------------------
+
+def codec_entry(state: ChainState, source: Source, logged_at: datetime) -> bytes:
+    """An entry as the one codec writes it from its canonical record (the format's reference)."""
+    dossier: str | None = None
+    if source.key:
+        try:
+            dossier = source.key.decode("utf-8") or None
+        except UnicodeDecodeError:
+            dossier = None
+    return codec.AUDIT_ENTRIES.encode({
+        "prev": state.head, "content_sha256": hashlib.sha256(source.value).digest(),
+        "content": source.value, "seq": state.seq, "source_kind": source.kind,
+        "source_topic": source.topic, "source_partition": source.partition,
+        "source_offset": source.offset, "source_timestamp_ms": source.timestamp_ms,
+        "dossier": dossier, "logged_at": logged_at.isoformat(),
+    }, validate=False)
+
+
+_LONGS = st.one_of(st.integers(0, 5000), st.integers(0, 2**63 - 1))
+keys = st.one_of(st.none(), st.binary(max_size=40),
+                 st.text(max_size=30).map(lambda t: t.encode("utf-8")),
+                 st.sampled_from([d.encode() for d in DOSSIERS]))
+sources = st.builds(
+    Source, kind=st.sampled_from(["event", "delivery", "receipt", "alert", "deadletter",
+                                  "operator"]),
+    topic=st.text(min_size=1, max_size=60), partition=st.integers(0, 2**31 - 1),
+    offset=_LONGS, timestamp_ms=st.one_of(st.just(-1), _LONGS), key=keys,
+    value=st.one_of(st.binary(max_size=300), st.binary(min_size=2040, max_size=9000)))
+instants = st.datetimes(timezones=st.timezones())
+states = st.builds(ChainState, seq=_LONGS, head=st.binary(min_size=32, max_size=32))
+
+
+@settings(max_examples=300)
+@given(states, sources, instants)
+def test_an_entry_built_directly_is_byte_for_byte_the_codecs_entry(
+        state: ChainState, source: Source, at: datetime) -> None:
+    value, after = append(state, source, at)
+    assert value == codec_entry(state, source, at)
+    assert after == ChainState(state.seq + 1,
+                               chain.chain_hash(state.head, chain.body_hash(value)))
+    assert codec.AUDIT_ENTRIES.decode(value)["source_offset"] == source.offset
+
+
+@given(states, st.lists(sources, min_size=1, max_size=20), instants)
+def test_a_run_of_one_partitions_records_chains_like_one_entry_after_another(
+        state: ChainState, records: list[Source], at: datetime) -> None:
+    # The service appends what one source partition gave in one call; the records share the
+    # first one's kind, topic and partition.
+    first = records[0]
+    run = [Source(first.kind, first.topic, first.partition, r.offset, r.timestamp_ms, r.key,
+                  r.value) for r in records]
+    values, after = append_run(state, first.kind, first.topic, first.partition, run,
+                               logged_at_field(at))
+    expected, s = [], state
+    for r in run:
+        expected.append(codec_entry(s, r, at))
+        s = ChainState(s.seq + 1, chain.chain_hash(s.head, chain.body_hash(expected[-1])))
+    assert values == expected and after == s
+    assert verify_run(values, state).state == after
+
+
+def test_a_tombstone_is_chained_with_empty_content() -> None:
+    @dataclass
+    class Tombstone:
+        offset: int = 7
+        timestamp: int = 1_700_000_000_000
+        key: bytes | None = DOSSIERS[0].encode()
+        value: bytes | None = None
+
+    [value], _ = append_run(ChainState(), "event", "dossier.events", 0, [Tombstone()],
+                            logged_at_field(AT))
+    record = codec.AUDIT_ENTRIES.decode(value)
+    assert record["content"] == b"" and record["dossier"] == DOSSIERS[0]
+    assert record["content_sha256"] == hashlib.sha256(b"").digest()
