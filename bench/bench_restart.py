@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_restart.py [--states 1000000] [--timeout 600]
 
-Target (issue 11): <= 60 s from the start of a ``lienthong worker`` process to serving: its
+Target: <= 60 s from the start of a ``lienthong worker`` process to serving: its
 table recovered from the changelog, its deadline index built, and every partition of
 ``dossier.events`` swept.
 
