@@ -28,8 +28,9 @@ Canonical forms:
 - delivery: ``payload`` is a JSON object; on the wire it is its JSON text (UTF-8).
 - alert and dead letter: every field present, null where the schema allows; an alert's
   ``cause`` (version 2) is left out when null, so alerts without one read as they always did.
-- receipt, awaited receipt, audit entry and audit checkpoint: every field present; hashes in audit entries are
-  32 raw bytes (``prev``, ``content_sha256``), and the source record's bytes are ``content``.
+- receipt, awaited receipt, audit entry and audit checkpoint: every field present; hashes in
+  audit entries are 32 raw bytes (``prev``, ``content_sha256``), and the source record's bytes
+  are ``content``.
 
 Instants (``at``, ``due_at``…) are Avro strings holding the ISO-8601 text exactly as sent, so the
 offset (+07:00 for the sample province) survives and decoding costs nothing; they are checked to
@@ -443,8 +444,8 @@ AUDIT_CHECKPOINTS = Codec("audit_checkpoint", specific={
 })
 
 _BY_KIND = {"event": EVENTS, "delivery": DELIVERIES, "alert": ALERTS, "deadletter": DEADLETTERS,
-            "receipt": RECEIPTS, "receipt_expected": RECEIPTS_EXPECTED, "audit_entry": AUDIT_ENTRIES,
-            "audit_checkpoint": AUDIT_CHECKPOINTS}
+            "receipt": RECEIPTS, "receipt_expected": RECEIPTS_EXPECTED,
+            "audit_entry": AUDIT_ENTRIES, "audit_checkpoint": AUDIT_CHECKPOINTS}
 
 
 def codec_for(kind: str, *, reader_version: int | None = None) -> Codec:
