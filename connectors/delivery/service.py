@@ -376,6 +376,7 @@ class DeliveryService:
     def _refresh_gauges(self) -> None:
         self.metrics.in_flight.set(sum(p.offsets.in_flight for p in self._partitions.values()))
         self.metrics.paused_partitions.set(sum(p.paused for p in self._partitions.values()))
+        self.metrics.receipts_awaited.set(sum(len(w) for w in self.watches.values()))
         now = time.monotonic()
         for d in self._destinations.values():
             self.metrics.circuit_state(d.code, d.breaker.state(now))

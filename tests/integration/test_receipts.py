@@ -176,14 +176,18 @@ async def test_an_awaited_receipt_outlives_a_restart_and_its_alert_fires_once_af
 
         clock.at = datetime(2026, 6, 11, 9, 59, tzinfo=UTC)  # 16:59, Thursday
 
+        second = instance()
+
         async def due_passes() -> None:
             await asyncio.sleep(1.5)  # a minute before the due: nothing yet
             assert alerts() == []
+            assert second.metrics.registry.get_sample_value(
+                "lienthong_delivery_receipts_awaited") == 1  # read back, still awaited
             clock.at = datetime(2026, 6, 11, 10, 1, tzinfo=UTC)  # 17:01
             await wait_for(lambda: len(alerts()) >= 1, 10, "the receipt_missing alert")
             await asyncio.sleep(1.5)  # nothing more should come
 
-        await running(instance(), due_passes)  # a new instance, after the restart
+        await running(second, due_passes)  # a new instance, after the restart
 
         async def once_more() -> None:
             await asyncio.sleep(2.0)
