@@ -190,7 +190,8 @@ async def receipt_round_trip(bootstrap: str, workdir: Path, n: int) -> dict[str,
             policy=DeliveryPolicy(), group_id=f"{hub.prefix}delivery",
             deliveries_topic=hub.names.deliveries, alerts_topic=hub.names.alerts,
             deadletter_topic=hub.names.deadletter, receipts_topic=hub.names.receipts,
-            receipt_keys=demo_keys([dest]), rng=random.Random(1))
+            expected_topic=hub.names.receipts_expected, receipt_keys=demo_keys([dest]),
+            rng=random.Random(1))
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(stop))
         await asyncio.wait_for(service.started.wait(), 30)

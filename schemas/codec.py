@@ -12,7 +12,7 @@ Usage::
     event = codec.decode_event(data)  # the same canonical dict back
 
 One ``Codec`` per record kind: ``EVENTS``, ``DELIVERIES``, ``ALERTS``, ``DEADLETTERS``,
-``RECEIPTS``, ``AUDIT_ENTRIES`` and ``AUDIT_CHECKPOINTS``. Each
+``RECEIPTS``, ``RECEIPTS_EXPECTED``, ``AUDIT_ENTRIES`` and ``AUDIT_CHECKPOINTS``. Each
 writes the latest schema version of its kind and reads every version listed in
 ``registry.VERSIONS``: the latest through a generated straight-line reader (``compiled``), older
 ones through fastavro's schema resolution. Errors are ``CodecError`` subclasses carrying a
@@ -28,8 +28,9 @@ Canonical forms:
 - delivery: ``payload`` is a JSON object; on the wire it is its JSON text (UTF-8).
 - alert and dead letter: every field present, null where the schema allows; an alert's
   ``cause`` (version 2) is left out when null, so alerts without one read as they always did.
-- receipt, audit entry and audit checkpoint: every field present; hashes in audit entries are
-  32 raw bytes (``prev``, ``content_sha256``), and the source record's bytes are ``content``.
+- receipt, awaited receipt, audit entry and audit checkpoint: every field present; hashes in
+  audit entries are 32 raw bytes (``prev``, ``content_sha256``), and the source record's bytes
+  are ``content``.
 
 Instants (``at``, ``due_at``…) are Avro strings holding the ISO-8601 text exactly as sent, so the
 offset (+07:00 for the sample province) survives and decoding costs nothing; they are checked to
@@ -79,7 +80,7 @@ from .validation import (
 
 __all__ = [
     "ALERTS", "AUDIT_CHECKPOINTS", "AUDIT_ENTRIES", "DEADLETTERS", "DELIVERIES", "EVENTS",
-    "MAGIC", "RECEIPTS",
+    "MAGIC", "RECEIPTS", "RECEIPTS_EXPECTED",
     "Codec", "CodecError", "CorruptRecord", "InvalidRecord", "UnknownSchema",
     "codec_for", "decode_alert", "decode_deadletter", "decode_delivery", "decode_event",
     "encode_alert", "encode_deadletter", "encode_delivery", "encode_event", "identify",
@@ -427,6 +428,10 @@ RECEIPTS = Codec("receipt", specific={
     "received_at": instant, "key_id": identifier, "algorithm": identifier,
     "signature": _hex_text, "recorded_at": instant,
 })
+RECEIPTS_EXPECTED = Codec("receipt_expected", specific={
+    "delivery_id": identifier, "destination": agency, "dossier": dossier, "kind": identifier,
+    "due_at": instant, "partition": _whole(_INT, 0),
+})
 AUDIT_ENTRIES = Codec("audit_entry", specific={
     "prev": _hash32, "content_sha256": _hash32, "seq": _whole(_LONG, 0),
     "source_kind": identifier, "source_topic": topic_name,
@@ -439,8 +444,8 @@ AUDIT_CHECKPOINTS = Codec("audit_checkpoint", specific={
 })
 
 _BY_KIND = {"event": EVENTS, "delivery": DELIVERIES, "alert": ALERTS, "deadletter": DEADLETTERS,
-            "receipt": RECEIPTS, "audit_entry": AUDIT_ENTRIES,
-            "audit_checkpoint": AUDIT_CHECKPOINTS}
+            "receipt": RECEIPTS, "receipt_expected": RECEIPTS_EXPECTED,
+            "audit_entry": AUDIT_ENTRIES, "audit_checkpoint": AUDIT_CHECKPOINTS}
 
 
 def codec_for(kind: str, *, reader_version: int | None = None) -> Codec:

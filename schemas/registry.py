@@ -30,6 +30,7 @@ VERSIONS: dict[str, tuple[str, ...]] = {
     "alert": ("v1/alert.avsc", "v2/alert.avsc"),
     "deadletter": ("v1/deadletter.avsc",),
     "receipt": ("v1/receipt.avsc",),
+    "receipt_expected": ("v1/receipt_expected.avsc",),
     "audit_entry": ("v1/audit_entry.avsc",),
     "audit_checkpoint": ("v1/audit_checkpoint.avsc",),
 }

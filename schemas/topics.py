@@ -29,6 +29,13 @@ notifications                  status of a message: queued, held, sent, delivere
 receipts            dossier    signed receipts of applied deliveries (``codec.RECEIPTS``), written
                                by the delivery service once the receiver's signature checks out.
                                Evidence: never deleted.
+receipts.expected   delivery   the deliveries whose signed receipt the delivery service still
+                    id         awaits (``codec.RECEIPTS_EXPECTED``: destination, dossier, kind,
+                               due, deliveries partition), written before the delivery's offset
+                               is committed; a tombstone once the receipt is recorded or its
+                               ``receipt_missing`` alert raised. Compacted: the latest value of
+                               each key is the watch, read back when a delivery service takes a
+                               deliveries partition, so a restart loses no pending alert.
 operator.actions    operator   the dashboard's operator actions (sign-ins, views of personal data,
                                re-sends, account changes), one JSON object each, as in its
                                JSONL audit file; chained into audit.log. Never deleted.
@@ -66,6 +73,7 @@ DOSSIER_STATUS = "dossier.status"
 GATEWAY_NONCES = "gateway.nonces"
 CITIZEN_NOTIFICATIONS = "citizen.notifications"
 RECEIPTS = "receipts"
+RECEIPTS_EXPECTED = "receipts.expected"
 OPERATOR_ACTIONS = "operator.actions"
 AUDIT_LOG = "audit.log"
 AUDIT_CHECKPOINTS = "audit.checkpoints"
@@ -109,11 +117,12 @@ class TopicNames:
     audit_log: str
     audit_checkpoints: str
     citizen: str = CITIZEN_NOTIFICATIONS
+    receipts_expected: str = RECEIPTS_EXPECTED
 
     def all(self) -> tuple[str, ...]:
         return (self.events, self.deliveries, self.alerts, self.deadletter, self.catalog,
                 self.status, self.nonces, self.citizen, self.receipts, self.operator_actions,
-                self.audit_log, self.audit_checkpoints)
+                self.audit_log, self.audit_checkpoints, self.receipts_expected)
 
 
 def names(settings: Settings) -> TopicNames:
@@ -122,7 +131,8 @@ def names(settings: Settings) -> TopicNames:
                       deadletter=p + DEADLETTER, catalog=p + CATALOG, status=p + DOSSIER_STATUS,
                       nonces=p + GATEWAY_NONCES, citizen=p + CITIZEN_NOTIFICATIONS,
                       receipts=p + RECEIPTS, operator_actions=p + OPERATOR_ACTIONS,
-                      audit_log=p + AUDIT_LOG, audit_checkpoints=p + AUDIT_CHECKPOINTS)
+                      audit_log=p + AUDIT_LOG, audit_checkpoints=p + AUDIT_CHECKPOINTS,
+                      receipts_expected=p + RECEIPTS_EXPECTED)
 
 
 DOSSIER_TABLE = "dossiers"
@@ -161,6 +171,8 @@ def specs(settings: Settings) -> list[TopicSpec]:
         # p of every keyed topic, so one dossier's whole history is one chain.
         TopicSpec(n.audit_log, keyed, rf, {**common, **_FOREVER}),
         TopicSpec(n.audit_checkpoints, 1, rf, {**common, **_FOREVER}),
+        # Keyed like deliveries: deliveries partition p is watched on partition p (modulo).
+        TopicSpec(n.receipts_expected, keyed, rf, {**common, **_COMPACTED}),
     ]
 
 

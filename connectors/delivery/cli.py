@@ -12,7 +12,7 @@ from lienthong.connectors.delivery.breaker import BreakerConfig
 from lienthong.connectors.delivery.metrics import DeliveryMetrics
 from lienthong.connectors.delivery.policy import DeliveryPolicy
 from lienthong.connectors.delivery.records import hub_topic
-from lienthong.connectors.delivery.service import GROUP_ID, DeliveryService
+from lienthong.connectors.delivery.service import GROUP_ID, DeliveryService, MissingTopic
 from lienthong.connectors.http import KeysFileError, RequestSigner, load_keyring
 from lienthong.services.domain.receipts import ReceiptKeys, demo_keys
 from lienthong.services.settings import Settings
@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--receipt-hours", type=float, default=4.0,
                    help="hours a result or status sync may go without a signed receipt "
                    "before a receipt_missing alert (a hand-off waits until the end of the "
-                   "destination's allotted working time for its step)")
+                   "destination's allotted working time for its step); the awaited receipts "
+                   "are kept in the receipts.expected topic, so a restart loses none")
     g.add_argument("--group", default=GROUP_ID, help="consumer group")
     g.add_argument("--topic", default=None, help="topic to consume (default: the hub's "
                    "deliveries topic)")
@@ -181,5 +182,9 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await service.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except MissingTopic as exc:
+        print(f"lienthong delivery: {exc}", file=sys.stderr)
+        return 2
     return 0

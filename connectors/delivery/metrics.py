@@ -34,6 +34,10 @@ class DeliveryMetrics:
         self.in_flight = Gauge(
             "lienthong_delivery_in_flight", "Records read from deliveries and not yet delivered "
             "or parked.", registry=r)
+        self.receipts_awaited = Gauge(
+            "lienthong_delivery_receipts_awaited", "Signed receipts awaited from destinations, "
+            "not yet recorded nor alerted as missing (the watch kept in receipts.expected).",
+            registry=r)
         self.paused_partitions = Gauge(
             "lienthong_delivery_paused_partitions", "Partitions paused because their in-flight "
             "limit is reached.", registry=r)

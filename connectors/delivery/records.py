@@ -5,7 +5,9 @@
   POSTed: that, or the destination's own shape (the national portal's status sync);
 - a ``delivery_failing`` alert for ``alerts``;
 - a dead-letter record for ``deadletter`` (original bytes and key, reason, source topic,
-  partition and offset), and the same read back for ``lienthong deadletter``.
+  partition and offset), and the same read back for ``lienthong deadletter``;
+- an awaited receipt for ``receipts.expected`` (:func:`expected_bytes`, read back by
+  :func:`read_expected`), key = the delivery id.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from lienthong.connectors.delivery.policy import (
     RequestBuilder,
 )
 from lienthong.schemas import codec
+from lienthong.services.domain.receipts import Expected
 
 
 def hub_topic(name: str) -> str:
@@ -130,3 +133,19 @@ def read_parked(value: bytes | None) -> ParkedRecord:
             dossier = None
     return ParkedRecord(r["original"], key, r["reason"], r["detail"], r["source_topic"],
                         r["partition"], r["offset"], r["at"], dossier)
+
+
+def expected_bytes(expected: Expected, partition: int) -> bytes:
+    """The ``receipts.expected`` value of a delivery read from deliveries ``partition``."""
+    return codec.RECEIPTS_EXPECTED.encode({
+        "delivery_id": expected.delivery_id, "destination": expected.destination,
+        "dossier": expected.dossier, "kind": expected.kind,
+        "due_at": expected.due.isoformat(), "partition": partition})
+
+
+def read_expected(value: bytes) -> tuple[int, Expected]:
+    """(deliveries partition, expectation) of a ``receipts.expected`` value; ``CodecError``
+    if it is not one."""
+    r = codec.RECEIPTS_EXPECTED.decode(value, validate=True)
+    return r["partition"], Expected(r["delivery_id"], r["destination"], r["dossier"],
+                                    r["kind"], datetime.fromisoformat(r["due_at"]))

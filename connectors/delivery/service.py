@@ -26,8 +26,16 @@ How it keeps its promises:
   receipt by its due raises a ``delivery_failing`` alert with cause ``receipt_missing`` (id
   ``receipt_missing:{delivery id}``): a hand-off's due is the end of the destination's allotted
   working time for its step (``receipt_due``), a result's or status sync's
-  ``receipt_wait_seconds`` after it was read. The wait is kept in memory:
-  a delivery already committed before a restart is no longer watched.
+  ``receipt_wait_seconds`` after it was read.
+- **The receipt watch survives a restart.** Each awaited receipt is written to the compacted
+  ``receipts.expected`` (key = delivery id, on the partition of its delivery, modulo) before
+  the delivery's offset is committed, and tombstoned once its receipt is recorded or its
+  alert raised. An instance that is given a deliveries partition pauses it, reads that
+  partition's awaited receipts back into its watch, then resumes it; so a restart, or a
+  partition moving to another instance, loses no pending ``receipt_missing`` alert, and one
+  already raised is not raised again (its tombstone follows the alert). A repeat is possible
+  only if the service dies between the alert and its tombstone, or alerts a delivery still
+  uncommitted; it carries the same id, which every consumer of ``alerts`` deduplicates.
 - **One dead agency does not slow the others.** Each destination has its own HTTP connection
   pool, concurrency limit and circuit breaker; while its circuit is open its deliveries wait
   without using attempts, and a delivery that waited ``max_wait_seconds`` is parked so the
@@ -45,7 +53,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -66,9 +74,11 @@ from lienthong.connectors.delivery.records import (
     OutboundDelivery,
     RecordProblem,
     deadletter_bytes,
+    expected_bytes,
     failing_alert_bytes,
     hub_topic,
     read_delivery,
+    read_expected,
     request_body,
 )
 from lienthong.connectors.http import NO_RETRY, RequestSigner, make_async_client
@@ -82,6 +92,7 @@ from lienthong.services.domain.receipts import (
     ReceiptRefused,
     ReceiptWatch,
     check_receipt,
+    pending,
     receipt_due,
     receipt_missing_id,
 )
@@ -101,6 +112,10 @@ NO_RECEIPT = "receipt_missing"  # cause of the alert of a delivery never receipt
 EndpointLookup = Callable[[str], str | None]
 
 
+class MissingTopic(RuntimeError):
+    """A topic the service needs does not exist on the cluster."""
+
+
 @dataclass
 class _Item:
     tp: TopicPartition
@@ -109,6 +124,7 @@ class _Item:
     value: bytes
     read_at: float  # monotonic
     delivery: OutboundDelivery
+    noted: asyncio.Task[None] | None = None  # its awaited receipt being written
 
 
 @dataclass
@@ -148,7 +164,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.service._revoke(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self.service._assign(list(assigned))
+        await self.service._assign(list(assigned))
 
 
 class DeliveryService:
@@ -178,6 +194,7 @@ class DeliveryService:
         receipt_keys: ReceiptKeys | None = None,
         receipts_topic: str | None = None,
         receipt_wait_seconds: float = 4 * 3600.0,
+        expected_topic: str | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.endpoints = endpoints
@@ -195,7 +212,11 @@ class DeliveryService:
         self.receipt_keys = receipt_keys
         self.receipts_topic = receipts_topic or hub_topic("RECEIPTS")
         self.receipt_wait = timedelta(seconds=receipt_wait_seconds)
-        self.watch = ReceiptWatch()
+        self.expected_topic = expected_topic or hub_topic("RECEIPTS_EXPECTED")
+        # One watch per deliveries partition held: it moves with its partition.
+        self.watches: dict[TopicPartition, ReceiptWatch] = {}
+        self._expected_partitions = 0
+        self._watch_reader: AIOKafkaConsumer | None = None
         self.streaks = FailureStreaks(self.policy.alert_after_failures)
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._lanes: dict[tuple[TopicPartition, str, str], deque[_Item]] = {}
@@ -241,6 +262,8 @@ class DeliveryService:
                                           enable_idempotence=True)
         await self._producer.start()
         try:
+            if self.receipt_keys is not None:
+                await self._start_watch_reader()
             self._consumer.subscribe([self.deliveries_topic], listener=_Rebalance(self))
             await self._consumer.start()
             watcher = asyncio.create_task(self._watch_receipts(stop)) \
@@ -253,6 +276,8 @@ class DeliveryService:
                     await asyncio.gather(watcher, return_exceptions=True)
                 await self._shutdown()
         finally:
+            if self._watch_reader is not None:
+                await self._watch_reader.stop()
             await self._producer.stop()
             for d in self._destinations.values():
                 await d.client.aclose()
@@ -294,9 +319,15 @@ class DeliveryService:
 
     # -- partitions and commits -----------------------------------------------------------------
 
-    def _assign(self, assigned: list[TopicPartition]) -> None:
+    async def _assign(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
             self._partitions.setdefault(tp, _Partition())
+        if self.receipt_keys is not None and assigned:
+            # No delivery of a partition is read before its awaited receipts are back.
+            assert self._consumer is not None
+            self._consumer.pause(*assigned)
+            await self._restore_watches(assigned)
+            self._consumer.resume(*[tp for tp in assigned if not self._partitions[tp].paused])
         self.started.set()
 
     async def _revoke(self, revoked: list[TopicPartition]) -> None:
@@ -312,6 +343,7 @@ class DeliveryService:
             self._tasks.pop(key, None)
         for tp in gone:
             self._partitions.pop(tp, None)
+            self.watches.pop(tp, None)  # the new owner reads them back
 
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:
         consumer = self._consumer
@@ -344,6 +376,7 @@ class DeliveryService:
     def _refresh_gauges(self) -> None:
         self.metrics.in_flight.set(sum(p.offsets.in_flight for p in self._partitions.values()))
         self.metrics.paused_partitions.set(sum(p.paused for p in self._partitions.values()))
+        self.metrics.receipts_awaited.set(sum(len(w) for w in self.watches.values()))
         now = time.monotonic()
         for d in self._destinations.values():
             self.metrics.circuit_state(d.code, d.breaker.state(now))
@@ -360,11 +393,15 @@ class DeliveryService:
                                                                          problem.detail))
             return
         item = _Item(tp, offset, key, value, time.monotonic(), delivery)
-        if self.receipt_keys is not None and delivery.kind in ACKNOWLEDGED_KINDS:
-            self.watch.expect(Expected(delivery.delivery_id, delivery.destination,
-                                       delivery.dossier, delivery.kind,
-                                       receipt_due(delivery.kind, delivery.payload,
-                                                   self.clock.now(), self.receipt_wait)))
+        watch = self.watches.get(tp)
+        if watch is not None and delivery.kind in ACKNOWLEDGED_KINDS:
+            expected = Expected(delivery.delivery_id, delivery.destination, delivery.dossier,
+                                delivery.kind, receipt_due(delivery.kind, delivery.payload,
+                                                           self.clock.now(), self.receipt_wait))
+            if watch.expect(expected):  # written while the delivery is under way
+                item.noted = self._background_send(
+                    self.expected_topic, delivery.delivery_id.encode(),
+                    expected_bytes(expected, tp.partition), self._expected_partition(tp))
         lane_key = (tp, delivery.destination, delivery.dossier)
         lane = self._lanes.get(lane_key)
         if lane is not None:
@@ -393,6 +430,8 @@ class DeliveryService:
             while lane:
                 item = lane[0]
                 await self._deliver(item)
+                if item.noted is not None:  # awaited receipt written before the commit
+                    await item.noted
                 lane.popleft()
                 self._finish(item)
         finally:
@@ -549,39 +588,127 @@ class DeliveryService:
                         delivery.destination, exc)
             return
         await self._send(self.receipts_topic, delivery.dossier.encode(), value)
-        self.watch.received(delivery.delivery_id)
+        watch = self.watches.get(item.tp)
+        if watch is not None and watch.received(delivery.delivery_id):
+            if item.noted is not None:  # the tombstone must come after the expectation
+                await item.noted
+            await self._send(self.expected_topic, delivery.delivery_id.encode(), None,
+                             self._expected_partition(item.tp))
         self.metrics.receipts.labels(delivery.destination, "recorded").inc()
 
     async def _watch_receipts(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             now = self.clock.now()
-            for late in self.watch.overdue(now):
-                self.metrics.alerts.labels(late.destination).inc()
-                await self._send(self.alerts_topic, late.dossier.encode(), codec.encode_alert({
-                    "alert_id": receipt_missing_id(late.delivery_id),
-                    "kind": "delivery_failing", "cause": NO_RECEIPT, "scope": "dossier",
-                    "dossier": late.dossier, "agency": late.destination,
-                    "destination": late.destination, "due_at": late.due.isoformat(),
-                    "fired_at": now.isoformat(),
-                    "detail": f"no signed receipt from {late.destination} for {late.kind} "
-                              f"{late.delivery_id} by {late.due.isoformat()}"}))
+            for tp, watch in list(self.watches.items()):
+                for late in watch.overdue(now):
+                    await self._raise_missing(tp, late, now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def _raise_missing(self, tp: TopicPartition, late: Expected, now: datetime) -> None:
+        """The alert first, then the tombstone: a crash between them repeats the alert under
+        the same id (deduplicated downstream) rather than losing it."""
+        self.metrics.alerts.labels(late.destination).inc()
+        await self._send(self.alerts_topic, late.dossier.encode(), codec.encode_alert({
+            "alert_id": receipt_missing_id(late.delivery_id),
+            "kind": "delivery_failing", "cause": NO_RECEIPT, "scope": "dossier",
+            "dossier": late.dossier, "agency": late.destination,
+            "destination": late.destination, "due_at": late.due.isoformat(),
+            "fired_at": now.isoformat(),
+            "detail": f"no signed receipt from {late.destination} for {late.kind} "
+                      f"{late.delivery_id} by {late.due.isoformat()}"}))
+        await self._send(self.expected_topic, late.delivery_id.encode(), None,
+                         self._expected_partition(tp))
+
+    # -- the receipt watch's log ----------------------------------------------------------------
+
+    async def _start_watch_reader(self) -> None:
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
+                                  enable_auto_commit=False)
+        await reader.start()
+        self._watch_reader = reader
+        if self.expected_topic not in await reader.topics():
+            raise MissingTopic(f"topic {self.expected_topic} (the receipt watch) does not "
+                               f"exist on {self.bootstrap_servers}; create the hub's topics "
+                               "first (lienthong up, or the topics job of deploy/)")
+        assert self._producer is not None
+        self._expected_partitions = len(await self._producer.partitions_for(self.expected_topic))
+
+    def _expected_partition(self, tp: TopicPartition) -> int:
+        return tp.partition % self._expected_partitions
+
+    async def _restore_watches(self, assigned: list[TopicPartition]) -> None:
+        """Read the awaited receipts of ``assigned`` back into a new watch each."""
+        pause = 0.1
+        while True:
+            try:
+                restored = await self._read_expected({tp.partition for tp in assigned})
+                break
+            except KafkaError as exc:
+                log.warning("reading %s failed (%s); retrying", self.expected_topic, exc)
+                await asyncio.sleep(pause)
+                pause = min(5.0, pause * 2)
+        for tp in assigned:
+            watch = ReceiptWatch()
+            watch.restore(restored.get(tp.partition, ()))
+            self.watches[tp] = watch
+            if len(watch):
+                log.info("%s: awaiting %d receipt(s) again", tp, len(watch))
+
+    async def _read_expected(self, partitions: set[int]) -> dict[int, list[Expected]]:
+        reader = self._watch_reader
+        assert reader is not None
+        tps = sorted({TopicPartition(self.expected_topic, p % self._expected_partitions)
+                      for p in partitions})
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        end = await reader.end_offsets(tps)
+        entries: list[tuple[str, Expected | None]] = []
+        owner: dict[str, int] = {}
+        while any([await reader.position(tp) < end[tp] for tp in tps]):
+            for tp, records in (await reader.getmany(*tps, timeout_ms=500)).items():
+                for rec in records:
+                    key = rec.key.decode("utf-8", "replace") if rec.key else ""
+                    if rec.value is None:
+                        entries.append((key, None))
+                        continue
+                    try:
+                        partition, expected = read_expected(rec.value)
+                    except codec.CodecError as exc:  # not ours to drop silently
+                        await self._send(self.deadletter_topic, rec.key, deadletter_bytes(
+                            original=rec.value, key=rec.key, reason=exc.reason,
+                            detail=f"not an awaited receipt: {exc}", source_topic=tp.topic,
+                            partition=tp.partition, offset=rec.offset, at=self.clock.now()))
+                        continue
+                    owner[expected.delivery_id] = partition
+                    entries.append((key, expected))
+        out: dict[int, list[Expected]] = {}
+        for e in pending(entries):
+            if owner[e.delivery_id] in partitions:
+                out.setdefault(owner[e.delivery_id], []).append(e)
+        return out
 
     # -- Kafka outputs --------------------------------------------------------------------------
 
     def _spawn_alert(self, value: bytes, destination: str) -> None:
-        task = asyncio.create_task(self._send(self.alerts_topic, destination.encode(), value))
+        self._background_send(self.alerts_topic, destination.encode(), value)
+
+    def _background_send(self, topic: str, key: bytes | None, value: bytes,
+                         partition: int | None = None) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._send(topic, key, value, partition))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    async def _send(self, topic: str, key: bytes | None, value: bytes | None,
+                    partition: int | None = None) -> None:
         """Produce and wait for the acknowledgement, retrying while Kafka is unreachable."""
         assert self._producer is not None
         pause = 0.1
         while True:
             try:
-                await self._producer.send_and_wait(topic, value=value, key=key)
+                await self._producer.send_and_wait(topic, value=value, key=key,
+                                                   partition=partition)
                 return
             except KafkaError as exc:
                 log.warning("producing to %s failed (%s); retrying", topic, exc)

@@ -269,7 +269,14 @@ class Expected:
 
 
 class ReceiptWatch:
-    """Which deliveries still wait for their receipt, and which waited past their time."""
+    """Which deliveries still wait for their receipt, and which waited past their time.
+
+    The watch outlives a restart through a compacted log keyed by delivery id (the delivery
+    service's ``receipts.expected``): each method says what that log must be told —
+    :meth:`expect` True: write the expectation; :meth:`received` True and every delivery
+    :meth:`overdue` returns: write its tombstone. :func:`pending` reads such a log back, and
+    :meth:`restore` starts a new watch from it.
+    """
 
     def __init__(self) -> None:
         self._waiting: dict[str, Expected] = {}
@@ -278,19 +285,41 @@ class ReceiptWatch:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def expect(self, expected: Expected) -> None:
-        """Start waiting (a delivery read again keeps its first due)."""
-        if expected.delivery_id not in self._raised:
-            self._waiting.setdefault(expected.delivery_id, expected)
+    def waiting(self) -> list[Expected]:
+        """Deliveries still awaiting their receipt, soonest due first."""
+        return sorted(self._waiting.values(), key=lambda e: (e.due, e.delivery_id))
 
-    def received(self, delivery_id: str) -> None:
-        self._waiting.pop(delivery_id, None)
+    def expect(self, expected: Expected) -> bool:
+        """Start waiting (a delivery read again keeps its first due); True if it is new."""
+        if expected.delivery_id in self._raised or expected.delivery_id in self._waiting:
+            return False
+        self._waiting[expected.delivery_id] = expected
+        return True
+
+    def restore(self, expected: Iterable[Expected]) -> None:
+        """Wait again for deliveries a previous watch was awaiting (read from its log)."""
+        for e in expected:
+            self.expect(e)
+
+    def received(self, delivery_id: str) -> bool:
+        """Its receipt was recorded; True if it was awaited (its log entry must go)."""
+        return self._waiting.pop(delivery_id, None) is not None
 
     def overdue(self, now: datetime) -> list[Expected]:
         """Deliveries past their due with no receipt; each is returned once."""
-        late = sorted((e for e in self._waiting.values() if e.due <= now),
-                      key=lambda e: (e.due, e.delivery_id))
+        late = [e for e in self.waiting() if e.due <= now]
         for e in late:
             del self._waiting[e.delivery_id]
             self._raised.add(e.delivery_id)
         return late
+
+
+def pending(log: Iterable[tuple[str, Expected | None]]) -> list[Expected]:
+    """What a watch's log, read in order as ``(delivery id, expectation or None)``, still
+    awaits: the last value of each key, a ``None`` (tombstone) ending it — what Kafka's
+    compaction keeps."""
+    latest: dict[str, Expected | None] = {}
+    for key, value in log:
+        latest[key] = value
+    return sorted((e for e in latest.values() if e is not None),
+                  key=lambda e: (e.due, e.delivery_id))

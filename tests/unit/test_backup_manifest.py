@@ -140,3 +140,14 @@ def test_backup_needs_a_place_and_keep_needs_into(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["backup", "--bootstrap", "x:1"])
     assert main(["backup", "--out", str(tmp_path), "--keep", "3", "--bootstrap", "x:1"]) == 2
+
+
+def test_a_backup_copies_every_hub_topic_the_receipt_watch_included() -> None:
+    from lienthong.schemas import topics
+    from lienthong.services.backup.archive import _hub_topics
+    from lienthong.services.settings import Settings
+
+    settings = Settings(topic_prefix="h1.")
+    copied = [plain for plain, _ in _hub_topics(settings)]
+    assert sorted("h1." + plain for plain in copied) == sorted(topics.names(settings).all())
+    assert topics.RECEIPTS_EXPECTED in copied

@@ -155,3 +155,69 @@ def test_the_public_keys_file_loads_from_json_or_yaml_and_says_what_is_wrong(
                                          encoding="utf-8")
     with pytest.raises(ValueError, match="32-byte Ed25519"):
         ReceiptKeys.from_file(tmp_path / "short.yaml")
+
+
+# -- the watch outlives a restart through its log ---------------------------------------------
+
+_IDS = st.sampled_from(["h1", "h2", "h3", "h4"])
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("expect"), _IDS, st.integers(0, 10)),
+    st.tuples(st.just("received"), _IDS, st.just(0)),
+    st.tuples(st.just("overdue"), st.just(""), st.integers(0, 10)),
+    st.tuples(st.just("restart"), st.just(""), st.just(0))), max_size=30)
+
+
+def _expected(delivery_id: str, hours: int) -> receipts.Expected:
+    from datetime import timedelta
+
+    return receipts.Expected(delivery_id, DEST, DOSSIER, "handoff", AT + timedelta(hours=hours))
+
+
+@given(_OPS)
+def test_a_watch_restored_from_its_log_awaits_what_the_first_one_awaited(
+        ops: list[tuple[str, str, int]]) -> None:
+    # The log gets what the watch's answers say (an expectation when new, a tombstone when
+    # received or overdue); a restart starts a new watch from what the log still holds. The
+    # alerts raised across any restarts are then the ones a watch that never stopped raises.
+    from datetime import timedelta
+
+    log: list[tuple[str, receipts.Expected | None]] = []
+    watch, steady = receipts.ReceiptWatch(), receipts.ReceiptWatch()
+    raised: list[str] = []
+    steady_raised: list[str] = []
+    for op, delivery_id, hours in ops:
+        if op == "expect":
+            e = _expected(delivery_id, hours)
+            if watch.expect(e):
+                log.append((delivery_id, e))
+            steady.expect(e)
+        elif op == "received":
+            if watch.received(delivery_id):
+                log.append((delivery_id, None))
+            steady.received(delivery_id)
+        elif op == "overdue":
+            now = AT + timedelta(hours=hours)
+            for late in watch.overdue(now):
+                raised.append(late.delivery_id)
+                log.append((late.delivery_id, None))
+            steady_raised += [e.delivery_id for e in steady.overdue(now)]
+        else:
+            watch = receipts.ReceiptWatch()
+            watch.restore(receipts.pending(log))
+        assert watch.waiting() == receipts.pending(log)
+    # A delivery read again after a restart that followed its alert can be alerted again (the
+    # log keeps no memory of alerts): under the same deterministic id, which every consumer
+    # of alerts deduplicates.
+    assert set(raised) == set(steady_raised)
+
+
+def test_the_log_keeps_the_last_value_of_each_delivery_and_a_tombstone_ends_it() -> None:
+    h1, h2 = _expected("h1", 4), _expected("h2", 2)
+    log: list[tuple[str, receipts.Expected | None]] = [
+        ("h1", h1), ("h2", h2), ("h3", _expected("h3", 1)), ("h3", None)]
+    assert receipts.pending(log) == [h2, h1]  # soonest due first
+    watch = receipts.ReceiptWatch()
+    watch.restore(receipts.pending(log))
+    assert not watch.expect(_expected("h1", 9))  # read again: its first due holds
+    assert watch.received("h2") and not watch.received("h2")
+    assert [e.delivery_id for e in watch.overdue(h1.due)] == ["h1"]

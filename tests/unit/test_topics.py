@@ -15,7 +15,7 @@ def test_prefix_is_prepended_to_every_topic_name() -> None:
     assert topics.names(Settings()).all() == (
         "dossier.events", "deliveries", "alerts", "deadletter", "catalog", "dossier.status",
         "gateway.nonces", "citizen.notifications", "receipts", "operator.actions", "audit.log",
-        "audit.checkpoints")
+        "audit.checkpoints", "receipts.expected")
 
 
 def test_prefix_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,3 +77,11 @@ def test_evidence_topics_are_kept_forever_and_the_audit_log_has_the_keyed_partit
         assert by_name[name].config.get("cleanup.policy", "delete") == "delete"
     assert by_name["audit.log"].partitions == by_name["dossier.events"].partitions == 6
     assert by_name["audit.checkpoints"].partitions == 1
+
+
+def test_the_receipt_watch_is_compacted_and_keyed_like_the_deliveries() -> None:
+    by_name = {s.name: s for s in topics.specs(Settings(partitions=6))}
+    watch = by_name["receipts.expected"]
+    assert watch.config["cleanup.policy"] == "compact"
+    assert watch.partitions == by_name["deliveries"].partitions == 6
+    assert "receipts.expected" not in topics.LEGAL_RECORD  # state, not evidence
