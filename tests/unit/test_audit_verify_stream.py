@@ -231,3 +231,9 @@ def test_audit_verify_copy_exits_1_naming_the_entry_and_its_help_says_memory_is_
     with pytest.raises(SystemExit):
         parser.parse_args(["verify", "--help"])
     assert "Memory is bounded" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_chunk_size_the_help_names_is_the_one_verify_reads_with() -> None:
+    from lienthong.services.audit import verify
+
+    assert audit_cli.CHUNK_ENTRIES == verify.CHUNK_ENTRIES
