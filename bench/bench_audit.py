@@ -17,6 +17,14 @@
   runs per partition), on one core, in memory: hashing over the pre-framed bytes only. Target
   ≥ 200,000 entries/s. The rate of the whole ``audit verify`` from Kafka (reading included) on
   the chained run is printed beside it.
+- **Verify in bounded memory.** ``--entries`` entries over ``--partitions`` partitions, a
+  signed checkpoint every 50,000, as a copy file and on a topic of the broker; each verify runs
+  in a fresh interpreter and its peak RSS (``VmHWM``) less that of a bare one (same imports)
+  is its memory: the whole log read first (``read_copy`` + ``verify_log``, what verify did
+  before) vs streamed (``lienthong audit verify --copy`` and from Kafka). Target ≤ 64 MB,
+  whatever the log's size; the streamed checker's in-memory rate keeps the ≥ 200,000/s target,
+  the rates from the copy and from Kafka (reading included) are printed beside it.
+  ``--verify-memory-only`` runs this part alone.
 - **Receipt round trip.** ``--receipts`` hand-off deliveries produced one by one (20/s) to the
   delivery service, which POSTs them to the agency doubles on 127.0.0.1; each round trip is
   the receipt record's timestamp on ``receipts`` minus the delivery's produce time. DESIGN has
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import signal
@@ -53,17 +62,26 @@ from benchkit import (
     read_all,
     write_results,
 )
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka import KafkaProducer
 
 from lienthong.deploy.embedded import kafka_cluster
 from lienthong.schemas import codec
 from lienthong.services.audit import chain
 from lienthong.services.audit.entries import Source, append, create_audit_key
-from lienthong.services.audit.verify import read_log, verify_log
+from lienthong.services.audit.verify import (
+    CHUNK_ENTRIES,
+    AuditCopy,
+    LogChecker,
+    read_log,
+    verify_kafka,
+    write_copy,
+)
 
 TARGET_SHARE = 90.0
 TARGET_VERIFY = 200_000.0
 TARGET_RECEIPT_MS = 250.0
+TARGET_VERIFY_MB = 64.0  # peak memory of a streamed verify above the bare interpreter's
 
 
 def cpu_seconds(pid: int) -> float:
@@ -132,17 +150,17 @@ def worker_run(bootstrap: str, workdir: Path, events: list[dict[str, Any]], part
         chainer.send_signal(signal.SIGTERM)
         chainer.wait(30)
         t = time.perf_counter()
-        copy = read_log(bootstrap, hub.names.audit_log, hub.names.audit_checkpoints)
         from lienthong.services.audit.entries import load_audit_key
-        report = verify_log(copy, load_audit_key(key).public_raw)
+        report = verify_kafka(bootstrap, hub.names.audit_log, hub.names.audit_checkpoints,
+                              load_audit_key(key).public_raw)
         whole = time.perf_counter() - t
-        out.update({"chained_entries": copy.entries, "source_records": sources,
+        out.update({"chained_entries": report.entries, "source_records": sources,
                     "chain_caught_up_s_after_worker": round(lag, 1),
                     "chain_cpu_us_per_entry": round((cpu - chain_start_cpu)
-                                                    / max(1, copy.entries) * 1e6, 1),
+                                                    / max(1, report.entries) * 1e6, 1),
                     "chain_start_cpu_s": round(chain_start_cpu, 2),
                     "verify_from_kafka_ok": report.ok,
-                    "verify_from_kafka_per_s": round(copy.entries / whole),
+                    "verify_from_kafka_per_s": round(report.entries / whole),
                     "checkpoints": report.checkpoints})
     return out
 
@@ -165,6 +183,131 @@ def verify_rate(events: list[dict[str, Any]], n: int) -> dict[str, Any]:
         assert result.ok and result.checked == n
         best = max(best, n / seconds)
     return {"entries": n, "mean_entry_bytes": round(size), "per_s": round(best)}
+
+
+# -- verify in bounded memory ------------------------------------------------------------------
+
+_VERIFY_CHILD = """
+import json, sys, time
+from pathlib import Path
+from lienthong.services.audit.verify import (read_copy, verify_copy_file, verify_kafka,
+                                             verify_log)
+mode, arg, topics = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+pub = bytes.fromhex(sys.argv[4])
+t = time.perf_counter()
+if mode == "whole":
+    report = verify_log(read_copy(Path(arg)), pub)
+elif mode == "stream":
+    report = verify_copy_file(Path(arg), pub)
+elif mode == "kafka":
+    report = verify_kafka(arg, topics[0], topics[1], pub)
+else:
+    report = None
+seconds = time.perf_counter() - t
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status")
+           if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "entries": report.entries if report else 0,
+                  "ok": report.ok if report else True, "max_rss_kib": hwm}))
+"""
+
+
+def child_verify(mode: str, arg: str, topics: tuple[str, str], pub: bytes) -> dict[str, Any]:
+    """One verify in a fresh interpreter: its result, time and peak RSS.
+
+    The peak is the child's own ``VmHWM`` (/proc): its ``ru_maxrss`` (``wait4``, ``getrusage``)
+    keeps the high-water mark of this process at the fork, which holds the built log."""
+    result: dict[str, Any] = json.loads(subprocess.run(
+        [sys.executable, "-c", _VERIFY_CHILD, mode, arg, ",".join(topics), pub.hex()],
+        stdout=subprocess.PIPE, check=True, timeout=900).stdout)
+    result["max_rss_mb"] = round(result.pop("max_rss_kib") / 1024, 1)
+    return result
+
+
+def verify_memory(events: list[dict[str, Any]], n: int, bootstrap: str, workdir: Path,
+                  partitions: int) -> dict[str, Any]:
+    """Peak memory of ``audit verify`` from a copy of ``n`` entries: the whole log read first
+    (``read_copy`` + ``verify_log``, as before) vs streamed (``verify_copy_file``); the rates
+    from the copy and from Kafka, and the streamed checker's in-memory rate."""
+    contents = [codec.EVENTS.encode(e) for e in events[:5000]]
+    at = datetime.now(UTC)
+    chains: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    states = {p: chain.ChainState() for p in range(partitions)}
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key().public_bytes_raw()
+    checkpoints: list[bytes] = []
+    for i in range(n):
+        p = i % partitions
+        value, states[p] = append(states[p], Source("event", "dossier.events", p, i, 0,
+                                                    b"000.00.15.H99-20261125-0000001",
+                                                    contents[i % len(contents)]), at)
+        chains[p].append(value)
+        if (i + 1) % 50_000 == 0 or i + 1 == n:  # a signed checkpoint every 50,000 entries
+            checkpoints.append(codec.AUDIT_CHECKPOINTS.encode(chain.sign_checkpoint(
+                key, "bench", "audit.log", f"2026-11-25T00:00:{len(checkpoints):02d}+00:00",
+                dict(states))))
+    path = workdir / "audit-copy.jsonl"
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_copy(AuditCopy("audit.log", {p: list(enumerate(v)) for p, v in chains.items()},
+                         checkpoints), path)
+    best = 0.0
+    for _ in range(3):  # the streamed checker alone, in memory, chunks of CHUNK_ENTRIES
+        t = time.perf_counter()
+        checker = LogChecker("audit.log", checkpoints, pub)
+        for p, values in chains.items():
+            for i in range(0, len(values), CHUNK_ENTRIES):
+                part = values[i:i + CHUNK_ENTRIES]
+                checker.feed(p, range(i, i + len(part)), part)
+        assert checker.report().ok
+        best = max(best, n / (time.perf_counter() - t))
+    hub = BenchHub(bootstrap, workdir / "hub", partitions)
+    hub.workdir.mkdir(parents=True)
+    hub.create_topics()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=50,
+                             batch_size=1 << 20)
+    for p, values in chains.items():
+        for value in values:
+            producer.send(hub.names.audit_log, value=value, partition=p)
+    for value in checkpoints:
+        producer.send(hub.names.audit_checkpoints, value=value, partition=0)
+    producer.flush(120)
+    producer.close()
+    del chains
+    names = (hub.names.audit_log, hub.names.audit_checkpoints)
+    runs = {mode: child_verify(mode, bootstrap if mode == "kafka" else str(path), names, pub)
+            for mode in ("bare", "whole", "stream", "kafka")}
+    for mode in ("whole", "stream", "kafka"):
+        assert runs[mode]["ok"] and runs[mode]["entries"] == n, runs[mode]
+        runs[mode]["per_s"] = round(n / runs[mode]["seconds"])
+        runs[mode]["above_bare_mb"] = round(runs[mode]["max_rss_mb"]
+                                            - runs["bare"]["max_rss_mb"], 1)
+    return {"entries": n, "copy_mb": round(path.stat().st_size / 2**20, 1),
+            "checkpoints": len(checkpoints), "chunk_entries": CHUNK_ENTRIES,
+            "streamed_in_memory_per_s": round(best), **runs}
+
+
+def verify_memory_figures(mem: dict[str, Any]) -> list[Figure]:
+    return [
+        Figure("audit verify --copy peak memory, streamed", mem["stream"]["above_bare_mb"],
+               "MB", TARGET_VERIFY_MB, higher_is_better=False,
+               note=f"{mem['entries']:,} entries ({mem['copy_mb']} MB copy); whole log read "
+                    f"first (before): {mem['whole']['above_bare_mb']} MB; from Kafka "
+                    f"streamed {mem['kafka']['above_bare_mb']} MB; above the bare "
+                    f"interpreter's {mem['bare']['max_rss_mb']} MB"),
+        Figure("audit verify streamed in chunks, one core, in memory",
+               mem["streamed_in_memory_per_s"], "/s", TARGET_VERIFY,
+               note=f"from the copy {mem['stream']['per_s']:,}/s (before "
+                    f"{mem['whole']['per_s']:,}/s), from Kafka {mem['kafka']['per_s']:,}/s, "
+                    "reading included"),
+    ]
+
+
+def print_verify_memory(mem: dict[str, Any]) -> None:
+    print(f"  verify memory: {mem['entries']:,} entries, copy {mem['copy_mb']} MB; peak RSS "
+          f"bare {mem['bare']['max_rss_mb']} MB, whole log {mem['whole']['max_rss_mb']} MB, "
+          f"streamed copy {mem['stream']['max_rss_mb']} MB, streamed Kafka "
+          f"{mem['kafka']['max_rss_mb']} MB; rates copy whole {mem['whole']['per_s']:,}/s, "
+          f"streamed {mem['stream']['per_s']:,}/s, Kafka {mem['kafka']['per_s']:,}/s, checker "
+          f"in memory {mem['streamed_in_memory_per_s']:,}/s")
 
 
 async def receipt_round_trip(bootstrap: str, workdir: Path, n: int) -> dict[str, Any]:
@@ -230,9 +373,22 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2,
                         help="pairs of worker runs, alone and with the chain (default 2)")
+    parser.add_argument("--verify-memory-only", action="store_true",
+                        help="only the peak memory and rates of a streamed verify of --entries "
+                        "(writes bench/results/audit_verify_memory.json)")
     args = parser.parse_args()
     events = province_events(args.events)
     print(f"audit bench: {len(events):,} simulator events; machine {machine()}")
+    if args.verify_memory_only:
+        with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp, \
+                kafka_cluster() as bootstrap:
+            mem = verify_memory(events, args.entries, bootstrap, Path(tmp) / "memory",
+                                args.partitions)
+        print_verify_memory(mem)
+        figures = verify_memory_figures(mem)
+        print_table("audit verify in bounded memory (same run)", figures)
+        print(f"  results: {write_results('audit_verify_memory', figures, mem)}")
+        return 0
     verify = verify_rate(events, args.entries)
     print(f"  verify: {verify['entries']:,} entries of {verify['mean_entry_bytes']} B at "
           f"{verify['per_s']:,}/s")
@@ -265,6 +421,9 @@ def main() -> int:
         chained = max(chaineds, key=lambda run: run["worker_per_s"])
         trips = asyncio.run(receipt_round_trip(bootstrap, Path(tmp) / "receipts",
                                                args.receipts))
+        mem = verify_memory(events, args.entries, bootstrap, Path(tmp) / "memory",
+                            args.partitions)
+        print_verify_memory(mem)
         print(f"  receipts: {trips['receipts']} of {trips['sent']}, p50 {trips['p50_ms']} ms")
     share = chained["worker_per_s"] / alone["worker_per_s"] * 100
     pairs = [round(c["worker_per_s"] / a["worker_per_s"] * 100, 1)
@@ -279,6 +438,7 @@ def main() -> int:
                note=f"from Kafka incl. reading: {chained['verify_from_kafka_per_s']:,}/s"),
         Figure("receipt round trip p99", trips["p99_ms"], "ms", TARGET_RECEIPT_MS,
                higher_is_better=False, note=f"p50 {trips['p50_ms']} ms"),
+        *verify_memory_figures(mem),
     ]
     print_table("audit chain and receipts (same broker, same run)", figures)
     path = write_results("audit", figures, {"alone": alone, "chained": chained,
@@ -286,7 +446,8 @@ def main() -> int:
                                                        for a, c in zip(alones, chaineds,
                                                                        strict=True)],
                                             "share_per_round_pct": pairs,
-                                            "verify": verify, "receipts": trips})
+                                            "verify": verify, "receipts": trips,
+                                            "verify_memory": mem})
     print(f"  results: {path}")
     return 0
 

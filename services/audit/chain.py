@@ -112,7 +112,7 @@ def check_layout(value: bytes) -> None:
 
 
 def verify_run(values: Iterable[bytes], start: ChainState = ChainState(), *,
-               check_content: bool = True) -> Verified:
+               check_content: bool = True, continued: bool = False) -> Verified:
     """Check entries in partition order from ``start``; stop at the first that does not match.
 
     For each entry: the fixed layout; ``prev`` equals the chain hash so far; with
@@ -120,7 +120,9 @@ def verify_run(values: Iterable[bytes], start: ChainState = ChainState(), *,
     reordered entry breaks ``prev`` at the first entry after the change; an altered byte breaks
     the content hash (in ``content`` or ``content_sha256``), the entry's own ``prev`` (in
     ``prev``) or the next entry's ``prev`` (anywhere else; named as the altered entry, ``seq -
-    1`` of the entry that sees it).
+    1`` of the entry that sees it). ``continued`` says ``values`` go on a run already checked
+    up to ``start`` (a long chain read in chunks), so a wrong ``prev`` at the first of them is
+    named as the entry before it, exactly as in one run.
     """
     head, seq = start.head, start.seq
     checked = 0
@@ -131,7 +133,7 @@ def verify_run(values: Iterable[bytes], start: ChainState = ChainState(), *,
             return Verified(ChainState(seq, head), checked,
                             Mismatch(seq, "malformed_entry", "not an audit entry's layout"))
         if value[11:43] != head:
-            if checked:
+            if checked or continued:
                 return Verified(ChainState(seq, head), checked, Mismatch(
                     seq - 1, "next_prev_mismatch",
                     f"entry {seq} records a previous hash {value[11:43].hex()[:16]}… that is "

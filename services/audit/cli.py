@@ -22,6 +22,8 @@ from pathlib import Path
 from lienthong.schemas import topics
 from lienthong.services.settings import Settings
 
+CHUNK_ENTRIES = 20_000  # = verify.CHUNK_ENTRIES, not imported: --help stays free of Kafka
+
 EPILOG = """\
 An inspector checks an export without the hub: copy services/audit/chain.py (standard library
 plus the 'cryptography' package) and run  python chain.py CODE.json  — or, where lienthong is
@@ -73,7 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        description="Read audit.log (or a copy) from the start, recompute each "
                        "partition's chain and check each checkpoint's signature and heads. "
                        "Prints a JSON report naming the first entry that does not match; exit "
-                       "status 1 if any does.")
+                       "status 1 if any does. Memory is bounded, whatever the log's size: the "
+                       "checkpoints are read first, then each partition's entries stream by "
+                       f"in chunks of {CHUNK_ENTRIES:,}, the chain carried from one to the "
+                       "next.")
     common(v)
     v.add_argument("--copy", type=Path, default=None,
                    help="check this copy file (lienthong audit copy) instead of Kafka")
@@ -82,7 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     cp = sub.add_parser("copy", help="write the whole audit log to a file",
                         description="Write every entry and checkpoint, with partitions and "
-                        "offsets, to a JSON-lines file that 'verify --copy' checks.")
+                        "offsets, to a JSON-lines file that 'verify --copy' checks. Entries are "
+                        "written as they are read (bounded memory).")
     common(cp, key=False)
     cp.add_argument("--out", type=Path, required=True, help="file to write")
 
@@ -123,11 +129,15 @@ def _read(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     if getattr(args, "copy", None):
         return read_copy(args.copy)
+    n = _names()
+    return read_log(_bootstrap(args), n.audit_log, n.audit_checkpoints)
+
+
+def _bootstrap(args: argparse.Namespace) -> str:
     if not args.bootstrap:
         raise ValueError("no Kafka address; pass --bootstrap or set KAFKA_BOOTSTRAP_SERVERS "
                          "(or check a file with --copy)")
-    n = _names()
-    return read_log(args.bootstrap, n.audit_log, n.audit_checkpoints)
+    return str(args.bootstrap)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,18 +151,24 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "chain":
             return _chain(args)
         if args.action == "copy":
-            from lienthong.services.audit.verify import write_copy
+            from lienthong.services.audit.verify import stream_copy
 
-            copy = _read(args)
-            write_copy(copy, args.out)
-            print(f"{copy.entries} entries and {len(copy.checkpoints)} checkpoints written "
-                  f"to {args.out}")
+            n = _names()
+            entries, checkpoints = stream_copy(_bootstrap(args), n.audit_log,
+                                               n.audit_checkpoints, args.out)
+            print(f"{entries} entries and {checkpoints} checkpoints written to {args.out}")
             return 0
         if args.action == "verify":
-            from lienthong.services.audit.verify import verify_log
+            from lienthong.services.audit.verify import verify_copy_file, verify_kafka
 
             pub = _public_key(args)
-            report = verify_log(_read(args), pub[1] if pub else None)
+            raw = pub[1] if pub else None
+            if args.copy:
+                report = verify_copy_file(args.copy, raw, chunk_entries=CHUNK_ENTRIES)
+            else:
+                n = _names()
+                report = verify_kafka(_bootstrap(args), n.audit_log, n.audit_checkpoints, raw,
+                                      chunk_entries=CHUNK_ENTRIES)
             out = report.as_json()
             out["rate_entries_per_s"] = round(report.entries / report.seconds) \
                 if report.seconds > 0 else None

@@ -1,10 +1,17 @@
 """Reading the audit log back — from Kafka or from a copy file — and checking all of it.
 
-``read_log`` takes every committed entry of ``audit.log`` and every checkpoint; ``verify_log``
-recomputes each partition's chain (``chain.verify_run``) and checks every checkpoint's signature
-and heads. A copy (``write_copy``/``read_copy``) is one JSON object a line — the audit topic and
-then each record's partition, offset and base64 bytes — so the log can be archived, handed over
-and checked away from the cluster.
+Verification streams, so a province's log of years is checked in bounded memory: the
+checkpoints are read first (small), then each partition's entries in order, ``chunk_entries``
+at a time (a Kafka consumer on one partition after another; a copy file line by line). A
+``LogChecker`` carries each partition's chain state (``ChainState``) from chunk to chunk
+(``chain.verify_run``), takes the chain hash at every seq a checkpoint signed as it passes it,
+and in the end checks every checkpoint's signature and heads. ``verify_kafka`` and
+``verify_copy_file`` are the two ways in; ``stream_copy`` writes a copy as it reads.
+
+A copy is one JSON object a line — the audit topic, then each entry's partition, offset and
+base64 bytes (partition by partition, in offset order), then the checkpoints — so the log can be
+archived, handed over and checked away from the cluster. ``read_log``/``read_copy`` still give
+the whole log as an ``AuditCopy`` (``audit export`` reads it so).
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -27,6 +35,9 @@ from lienthong.services.audit.chain import (
 )
 
 COPY_FORMAT = "lienthong-audit-copy-v1"
+CHUNK_ENTRIES = 20_000  # entries held at once per read; a few MB at typical entry sizes
+
+Chunk = tuple[int, Sequence[int], Sequence[bytes]]  # partition, offsets, entry bytes
 
 
 @dataclass
@@ -42,68 +53,155 @@ class AuditCopy:
         return sum(len(v) for v in self.partitions.values())
 
 
-def _read_topic(bootstrap: str, topic: str, timeout_s: float) -> dict[int, list[tuple[int, bytes]]]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             isolation_level="read_committed", group_id=None,
-                             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+# -- reading -----------------------------------------------------------------------------------
+
+def _consumer(bootstrap: str) -> KafkaConsumer:
+    return KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                         isolation_level="read_committed", group_id=None,
+                         max_partition_fetch_bytes=8 << 20, fetch_max_bytes=16 << 20)
+
+
+def kafka_chunks(bootstrap: str, topic: str, *, chunk_entries: int = CHUNK_ENTRIES,
+                 timeout_s: float = 600.0) -> Iterator[Chunk]:
+    """Every committed record of ``topic``, one partition after another in offset order, at
+    most ``chunk_entries`` at a time (an empty chunk for an empty partition)."""
+    consumer = _consumer(bootstrap)
     try:
         parts = sorted(consumer.partitions_for_topic(topic) or ())
         if not parts:
             raise ValueError(f"topic {topic} does not exist")
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        out: dict[int, list[tuple[int, bytes]]] = {p: [] for p in parts}
         deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} took longer than {timeout_s} s")
-            for tp, records in consumer.poll(timeout_ms=500, max_records=50_000).items():
-                out[tp.partition].extend((r.offset, r.value) for r in records
-                                         if r.offset < end[tp])
-        return out
+        for p in parts:
+            tp = TopicPartition(topic, p)
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            end = consumer.end_offsets([tp])[tp]
+            yielded = False
+            while consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {topic} took longer than {timeout_s} s")
+                records = consumer.poll(timeout_ms=500, max_records=chunk_entries).get(tp, [])
+                records = [r for r in records if r.offset < end]
+                if records:
+                    yielded = True
+                    yield p, [r.offset for r in records], [r.value for r in records]
+            if not yielded:
+                yield p, [], []
     finally:
         consumer.close()
 
 
+def _read_topic(bootstrap: str, topic: str, timeout_s: float) -> dict[int, list[tuple[int, bytes]]]:
+    out: dict[int, list[tuple[int, bytes]]] = {}
+    for p, offsets, values in kafka_chunks(bootstrap, topic, timeout_s=timeout_s):
+        out.setdefault(p, []).extend(zip(offsets, values, strict=True))
+    return out
+
+
+def read_checkpoints(bootstrap: str, checkpoints_topic: str, *,
+                     timeout_s: float = 600.0) -> list[bytes]:
+    return [v for recs in _read_topic(bootstrap, checkpoints_topic, timeout_s).values()
+            for _, v in recs]
+
+
 def read_log(bootstrap: str, audit_topic: str, checkpoints_topic: str, *,
              timeout_s: float = 600.0) -> AuditCopy:
+    """The whole log in memory (for ``audit export``; ``verify_kafka`` streams instead)."""
     partitions = _read_topic(bootstrap, audit_topic, timeout_s)
-    checkpoints = [v for recs in _read_topic(bootstrap, checkpoints_topic, timeout_s).values()
-                   for _, v in recs]
-    return AuditCopy(audit_topic, partitions, checkpoints)
+    return AuditCopy(audit_topic, partitions,
+                     read_checkpoints(bootstrap, checkpoints_topic, timeout_s=timeout_s))
+
+
+# -- copy files --------------------------------------------------------------------------------
+
+def _write_lines(f: TextIO, audit_topic: str, chunks: Iterable[Chunk],
+                 checkpoints: Sequence[bytes]) -> int:
+    f.write(json.dumps({"format": COPY_FORMAT, "audit_topic": audit_topic}) + "\n")
+    entries = 0
+    for p, offsets, values in chunks:
+        f.writelines(json.dumps({"partition": p, "offset": offset,
+                                 "entry": base64.b64encode(value).decode()}) + "\n"
+                     for offset, value in zip(offsets, values, strict=True))
+        entries += len(values)
+    for value in checkpoints:
+        f.write(json.dumps({"checkpoint": base64.b64encode(value).decode()}) + "\n")
+    return entries
 
 
 def write_copy(copy: AuditCopy, path: Path) -> None:
+    chunks = ((p, [o for o, _ in recs], [v for _, v in recs])
+              for p, recs in sorted(copy.partitions.items()))
     with path.open("w", encoding="utf-8") as f:
-        f.write(json.dumps({"format": COPY_FORMAT, "audit_topic": copy.audit_topic}) + "\n")
-        for p, records in sorted(copy.partitions.items()):
-            for offset, value in records:
-                f.write(json.dumps({"partition": p, "offset": offset,
-                                    "entry": base64.b64encode(value).decode()}) + "\n")
-        for value in copy.checkpoints:
-            f.write(json.dumps({"checkpoint": base64.b64encode(value).decode()}) + "\n")
+        _write_lines(f, copy.audit_topic, chunks, copy.checkpoints)
 
 
-def read_copy(path: Path) -> AuditCopy:
+def stream_copy(bootstrap: str, audit_topic: str, checkpoints_topic: str, path: Path, *,
+                chunk_entries: int = CHUNK_ENTRIES, timeout_s: float = 600.0) -> tuple[int, int]:
+    """Write the copy file as the log is read (bounded memory); (entries, checkpoints)."""
+    checkpoints = read_checkpoints(bootstrap, checkpoints_topic, timeout_s=timeout_s)
+    chunks = kafka_chunks(bootstrap, audit_topic, chunk_entries=chunk_entries,
+                          timeout_s=timeout_s)
+    with path.open("w", encoding="utf-8") as f:
+        entries = _write_lines(f, audit_topic, chunks, checkpoints)
+    return entries, len(checkpoints)
+
+
+def copy_checkpoints(path: Path) -> tuple[str, list[bytes]]:
+    """A copy file's audit topic and checkpoints (one pass that decodes only their lines)."""
+    checkpoints: list[bytes] = []
     with path.open(encoding="utf-8") as f:
         header = json.loads(f.readline() or "{}")
         if header.get("format") != COPY_FORMAT:
             raise ValueError(f"{path}: not a {COPY_FORMAT} file")
-        copy = AuditCopy(header["audit_topic"])
         for n, line in enumerate(f, start=2):
+            if '"checkpoint"' not in line:  # base64 and numbers never hold a quote
+                continue
             try:
                 row = json.loads(line)
                 if "checkpoint" in row:
-                    copy.checkpoints.append(base64.b64decode(row["checkpoint"]))
-                else:
-                    copy.partitions.setdefault(int(row["partition"]), []).append(
-                        (int(row["offset"]), base64.b64decode(row["entry"])))
+                    checkpoints.append(base64.b64decode(row["checkpoint"]))
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{n}: not a copy line ({exc})") from None
+    return header["audit_topic"], checkpoints
+
+
+def copy_chunks(path: Path, *, chunk_entries: int = CHUNK_ENTRIES) -> Iterator[Chunk]:
+    """A copy file's entries line by line, at most ``chunk_entries`` of one partition at a time
+    (a new chunk whenever the partition changes)."""
+    loads, b64decode = json.loads, base64.b64decode
+    partition: int | None = None
+    offsets: list[int] = []
+    values: list[bytes] = []
+    with path.open(encoding="utf-8") as f:
+        f.readline()
+        for n, line in enumerate(f, start=2):
+            try:
+                row = loads(line)
+                if '"checkpoint"' in line and "checkpoint" in row:
+                    continue
+                p = int(row["partition"])
+                if p != partition or len(values) >= chunk_entries:
+                    if values and partition is not None:
+                        yield partition, offsets, values
+                    partition, offsets, values = p, [], []
+                offsets.append(int(row["offset"]))
+                values.append(b64decode(row["entry"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{n}: not a copy line ({exc})") from None
+    if values and partition is not None:
+        yield partition, offsets, values
+
+
+def read_copy(path: Path) -> AuditCopy:
+    """The whole copy file in memory (for ``audit export``; ``verify_copy_file`` streams)."""
+    audit_topic, checkpoints = copy_checkpoints(path)
+    copy = AuditCopy(audit_topic, checkpoints=checkpoints)
+    for p, offsets, values in copy_chunks(path):
+        copy.partitions.setdefault(p, []).extend(zip(offsets, values, strict=True))
     return copy
 
+
+# -- checking ----------------------------------------------------------------------------------
 
 @dataclass
 class Problem:
@@ -137,58 +235,136 @@ class LogReport:
                 "problems": [str(p) for p in self.problems]}
 
 
-def verify_log(copy: AuditCopy, public_key_raw: bytes | None) -> LogReport:
-    """Check every chain and every checkpoint; the first mismatch of each partition is named
-    by partition, entry (seq) and Kafka offset."""
-    started = time.perf_counter()
-    checkpoints = [codec.AUDIT_CHECKPOINTS.decode(v) for v in copy.checkpoints]
-    wanted: dict[int, set[int]] = {}
-    for cp in checkpoints:
-        for h in cp["heads"]:
-            if h["seq"] >= 0:
-                wanted.setdefault(h["partition"], set()).add(h["seq"])
-    problems: list[Problem] = []
-    heads: dict[int, ChainState] = {}
-    at_seq: dict[tuple[int, int], bytes] = {}
-    for p, records in sorted(copy.partitions.items()):
-        values = [v for _, v in records]
-        state = ChainState()
-        stops = [*sorted(s + 1 for s in wanted.get(p, ()) if s < len(values)), len(values)]
-        done = 0
-        for stop in stops:
-            if stop <= done:
-                continue
-            result = verify_run(values[done:stop], state)
+@dataclass
+class _Chain:
+    """One partition's chain as far as it has been read."""
+
+    wanted: list[int]  # seqs a checkpoint signed, descending: the next one is last
+    state: ChainState = field(default_factory=ChainState)
+    at_stop: ChainState = field(default_factory=ChainState)  # after the last signed seq
+    last_offset: int | None = None
+    continued: bool = False  # the chain goes on from a chunk boundary, not a signed seq
+    problem: Problem | None = None
+
+
+class LogChecker:
+    """Checks the audit log as it streams by: ``feed`` each partition's entries in order (any
+    chunking, partitions one after another or interleaved), then ``report``.
+
+    Holds the checkpoints, one ``ChainState`` per partition and the chain hash at each signed
+    seq; never the entries. Names the same first mismatch of each partition as one pass over
+    the whole partition would.
+    """
+
+    def __init__(self, audit_topic: str, checkpoints: Iterable[bytes],
+                 public_key_raw: bytes | None) -> None:
+        self.started = time.perf_counter()
+        self.audit_topic = audit_topic
+        self.public_key_raw = public_key_raw
+        self.checkpoints = [codec.AUDIT_CHECKPOINTS.decode(v) for v in checkpoints]
+        self._wanted: dict[int, set[int]] = {}
+        for cp in self.checkpoints:
+            for h in cp["heads"]:
+                if h["seq"] >= 0:
+                    self._wanted.setdefault(h["partition"], set()).add(h["seq"])
+        self._chains: dict[int, _Chain] = {}
+        self._at_seq: dict[tuple[int, int], bytes] = {}
+        self.entries = 0
+
+    def feed(self, partition: int, offsets: Sequence[int], values: Sequence[bytes]) -> None:
+        """The next entries of ``partition`` (none: the partition exists and is empty)."""
+        c = self._chains.get(partition)
+        if c is None:
+            c = self._chains[partition] = _Chain(sorted(self._wanted.get(partition, ()),
+                                                        reverse=True))
+        self.entries += len(values)
+        if c.problem is not None:
+            return  # its first mismatch is named; the rest only counts
+        n, i = len(values), 0
+        while i < n:
+            seq = c.state.seq
+            stop = min(n, i + c.wanted[-1] + 1 - seq) if c.wanted else n
+            run = values if i == 0 and stop == n else values[i:stop]
+            result = verify_run(run, c.state, continued=c.continued)
             if result.mismatch is not None:
                 m = result.mismatch
-                offset = records[m.seq][0] if 0 <= m.seq < len(records) else None
-                problems.append(Problem(p, offset, m, f"{copy.audit_topic} {m.describe(p)} "
-                                        f"(Kafka offset {offset})"))
-                break
-            state = result.state
-            done = stop
-            at_seq[(p, stop - 1)] = state.head
-        heads[p] = state
-    if checkpoints and public_key_raw is None:
-        problems.append(Problem(None, None, None, "checkpoints not checked: no audit public "
-                                "key given (--public-key or --audit-key)"))
-    for cp in checkpoints:
-        if public_key_raw is not None and not checkpoint_signature_ok(cp, public_key_raw):
-            problems.append(Problem(None, None, None, f"checkpoint at {cp['at']}: the "
-                                    f"signature does not verify with key {cp['key_id']}"))
-            continue
-        for h in cp["heads"]:
-            p, seq = h["partition"], h["seq"]
-            if seq < 0:
+                k = i + m.seq - seq  # where the named entry is in this chunk
+                offset = offsets[k] if 0 <= k < n else c.last_offset if k == -1 else None
+                c.problem = Problem(partition, offset, m, f"{self.audit_topic} "
+                                    f"{m.describe(partition)} (Kafka offset {offset})")
+                return
+            c.state = result.state
+            c.last_offset = offsets[stop - 1]
+            c.continued = True
+            if c.wanted and c.state.seq - 1 == c.wanted[-1]:
+                self._at_seq[(partition, c.wanted.pop())] = c.state.head
+                c.at_stop = c.state
+                c.continued = False
+            i = stop
+
+    def report(self) -> LogReport:
+        """Every problem: the first mismatch of each partition (by partition), then those of
+        the checkpoints."""
+        problems = [c.problem for _, c in sorted(self._chains.items()) if c.problem]
+        heads = {p: (c.at_stop if c.problem else c.state) for p, c in self._chains.items()}
+        if self.checkpoints and self.public_key_raw is None:
+            problems.append(Problem(None, None, None, "checkpoints not checked: no audit "
+                                    "public key given (--public-key or --audit-key)"))
+        broken = {p for p, c in self._chains.items() if c.problem}
+        for cp in self.checkpoints:
+            if self.public_key_raw is not None \
+                    and not checkpoint_signature_ok(cp, self.public_key_raw):
+                problems.append(Problem(None, None, None, f"checkpoint at {cp['at']}: the "
+                                        f"signature does not verify with key {cp['key_id']}"))
                 continue
-            got = at_seq.get((p, seq))
-            if got is None:
-                if any(x.partition == p for x in problems):
-                    continue  # already reported: the chain broke before this entry
-                problems.append(Problem(p, None, None, f"checkpoint at {cp['at']}: partition "
-                                        f"{p} entry {seq} is missing from the log"))
-            elif got.hex() != h["head"]:
-                problems.append(Problem(p, None, None, f"checkpoint at {cp['at']}: partition "
-                                        f"{p} entry {seq} does not match the signed head"))
-    return LogReport(copy.entries, len(copy.partitions), len(checkpoints), problems,
-                     time.perf_counter() - started, heads)
+            for h in cp["heads"]:
+                p, seq = h["partition"], h["seq"]
+                if seq < 0:
+                    continue
+                got = self._at_seq.get((p, seq))
+                if got is None:
+                    if p in broken:
+                        continue  # already reported: the chain broke before this entry
+                    problems.append(Problem(p, None, None, f"checkpoint at {cp['at']}: "
+                                            f"partition {p} entry {seq} is missing from the "
+                                            "log"))
+                elif got.hex() != h["head"]:
+                    problems.append(Problem(p, None, None, f"checkpoint at {cp['at']}: "
+                                            f"partition {p} entry {seq} does not match the "
+                                            "signed head"))
+        return LogReport(self.entries, len(self._chains), len(self.checkpoints), problems,
+                         time.perf_counter() - self.started, heads)
+
+
+def verify_stream(audit_topic: str, checkpoints: Iterable[bytes], chunks: Iterable[Chunk],
+                  public_key_raw: bytes | None) -> LogReport:
+    checker = LogChecker(audit_topic, checkpoints, public_key_raw)
+    for partition, offsets, values in chunks:
+        checker.feed(partition, offsets, values)
+    return checker.report()
+
+
+def verify_log(copy: AuditCopy, public_key_raw: bytes | None) -> LogReport:
+    """Check every chain and every checkpoint of a log read whole; the first mismatch of each
+    partition is named by partition, entry (seq) and Kafka offset."""
+    chunks = ((p, [o for o, _ in recs], [v for _, v in recs])
+              for p, recs in sorted(copy.partitions.items()))
+    return verify_stream(copy.audit_topic, copy.checkpoints, chunks, public_key_raw)
+
+
+def verify_kafka(bootstrap: str, audit_topic: str, checkpoints_topic: str,
+                 public_key_raw: bytes | None, *, chunk_entries: int = CHUNK_ENTRIES,
+                 timeout_s: float = 600.0) -> LogReport:
+    """``verify_log`` of the log in Kafka, streamed: memory bounded by ``chunk_entries``."""
+    checkpoints = read_checkpoints(bootstrap, checkpoints_topic, timeout_s=timeout_s)
+    return verify_stream(audit_topic, checkpoints,
+                         kafka_chunks(bootstrap, audit_topic, chunk_entries=chunk_entries,
+                                      timeout_s=timeout_s), public_key_raw)
+
+
+def verify_copy_file(path: Path, public_key_raw: bytes | None, *,
+                     chunk_entries: int = CHUNK_ENTRIES) -> LogReport:
+    """``verify_log`` of a copy file, streamed line by line."""
+    audit_topic, checkpoints = copy_checkpoints(path)
+    return verify_stream(audit_topic, checkpoints,
+                         copy_chunks(path, chunk_entries=chunk_entries), public_key_raw)
