@@ -36,7 +36,7 @@ from lienthong.services.processors.fetching import tune_faust_consumer
 from lienthong.services.processors.history import LogHistory
 from lienthong.services.processors.offsets import OffsetGuard
 from lienthong.services.processors.positions import commit_start_offsets, with_coordinator
-from lienthong.services.processors.recovery import tune_faust_recovery
+from lienthong.services.processors.recovery import release_collector, tune_faust_recovery
 from lienthong.services.processors.tracker import (
     ALERT,
     DEADLETTER,
@@ -432,8 +432,12 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
         owned = {tp.partition for tp in app.assignor.assigned_actives()
                  if tp.topic == names.events}
         started = time.perf_counter()
-        async with tracker.lock:
-            count = await tracker.rebuild_index_in_steps(owned)
+        try:
+            async with tracker.lock:
+                count = await tracker.rebuild_index_in_steps(owned)
+        finally:
+            # The collector was held off since the first changelog record (recovery.py).
+            release_collector()
         live.clear()
         catching_up.clear()
         catching_up.update(owned)

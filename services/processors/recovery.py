@@ -10,11 +10,22 @@ records that are already queued without a task, builds no debug text, and asks w
 recovery has ended when the queue is drained instead of after each record (the end is only
 possible then: the last records are in the queue until they are applied). It gives the event
 loop a turn every ``YIELD_EVERY`` records, as the queue can hold many.
+
+Python's cyclic collector is held off from the first changelog record until the deadline index
+has been rebuilt (``hold_collector`` / ``release_collector``): a recovery adds tens of millions
+of long-lived objects (a million states, each a tree of dicts, lists, strings and datetimes)
+and no reference cycle, and every collection on the way walks the objects added so far and
+finds nothing. Measured on 200,000 kept states: ``orjson.loads`` of a stored state costs 30 µs
+with the collector on, 4.9 µs with it off. On release the survivors are frozen (``gc.freeze``:
+moved to the collector's permanent generation), so the first full collection after the
+restart does not walk them either and hold the event loop for seconds; they are still freed by
+reference counting when a state is replaced or a partition moves away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from time import monotonic
 from typing import Any
 
@@ -22,6 +33,28 @@ from faust.tables import recovery as faust_recovery
 from mode.services import ServiceTask
 
 YIELD_EVERY = 500
+
+
+class _Collector:
+    """Whether this module holds the cyclic collector off (so only it turns it back on)."""
+
+    held = False
+
+
+def hold_collector() -> None:
+    """Hold off the cyclic collector for a bulk load (a no-op if it is off already)."""
+    if not _Collector.held and gc.isenabled():
+        gc.disable()
+        _Collector.held = True
+
+
+def release_collector() -> None:
+    """End a bulk load: freeze what survived it and turn the collector back on if
+    ``hold_collector`` turned it off."""
+    gc.freeze()
+    if _Collector.held:
+        _Collector.held = False
+        gc.enable()
 
 
 async def _slurp_changelogs(self: Any) -> None:  # pragma: no cover - runs inside faust
@@ -85,6 +118,8 @@ async def _slurp_changelogs(self: Any) -> None:  # pragma: no cover - runs insid
                         return
                     await when_drained(timeout=True, timeout_count=timeout_count)
                     continue
+            if not _Collector.held:
+                hold_collector()
             now = monotonic()
             timeout_count = 0
             message = event.message
