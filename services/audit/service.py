@@ -44,6 +44,7 @@ from kafka import KafkaConsumer, TopicPartition
 from lienthong.schemas import codec, topics
 from lienthong.services.audit.chain import ChainState, body_hash, chain_hash, sign_checkpoint
 from lienthong.services.audit.entries import AuditKey, append_run, logged_at_field
+from lienthong.services.record_batches import send_records
 
 log = logging.getLogger(__name__)
 
@@ -264,17 +265,8 @@ class ChainService:
 
     async def _send_entries(self, producer: AIOKafkaProducer, target: int,
                             partition_runs: list[tuple[list[Any], list[bytes]]]) -> None:
-        """One audit partition's entries as whole record batches (aiokafka's batch API: no
-        coroutine and future per entry). A batch joins the open transaction like a send
-        does (the accumulator adds its partition to the transaction), and the commit waits
-        for it to be acknowledged."""
-        topic = self.names.audit_log
-        builder = producer.create_batch()
-        for records, values in partition_runs:
-            for record, value in zip(records, values, strict=True):
-                if builder.append(key=record.key, value=value, timestamp=None) is None:
-                    await producer.send_batch(builder, topic, partition=target)
-                    builder = producer.create_batch()  # a first record always fits
-                    builder.append(key=record.key, value=value, timestamp=None)
-        if builder.record_count():
-            await producer.send_batch(builder, topic, partition=target)
+        """One audit partition's entries as whole record batches (``record_batches.py``).
+        The commit waits for them to be acknowledged."""
+        await send_records(producer, self.names.audit_log, target,
+                           ((record.key, value) for records, values in partition_runs
+                            for record, value in zip(records, values, strict=True)))

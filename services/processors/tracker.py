@@ -148,11 +148,11 @@ class InMemoryStates(dict[bytes, DossierState]):
 
 
 class Outputs(Protocol):
-    """Where the tracker writes. ``send`` queues one record in call order and returns an
-    awaitable that completes when Kafka acknowledged it."""
+    """Where the tracker writes. ``send_all`` queues the records (those of one topic and
+    partition in the order given) and returns awaitables that complete when Kafka
+    acknowledged them all."""
 
-    async def send(self, kind: str, key: bytes | None, value: bytes,
-                   partition: int | None = None) -> Awaitable[Any]: ...
+    async def send_all(self, records: Sequence[Output]) -> list[Awaitable[Any]]: ...
 
 
 def _iso(t: datetime) -> str:
@@ -431,8 +431,7 @@ class Tracker:
         now = self.clock.now()
         for key, (partition, state) in changed.items():
             out.append((STATUS, key, snapshot(state, self.catalogue, now), partition))
-        acks = [await self.outputs.send(kind, key, value, partition)
-                for kind, key, value, partition in out]
+        acks = await self.outputs.send_all(out) if out else []
         encode = self.states.encode
         changes = [(key, partition, state, encode(state))
                    for key, (partition, state) in changed.items()]

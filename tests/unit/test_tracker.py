@@ -34,14 +34,13 @@ class RecordingOutputs:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.fail = False
 
-    async def send(self, kind: str, key: bytes | None, value: bytes,
-                   partition: int | None = None) -> Any:
+    async def send_all(self, records: Any) -> list[Any]:
         if self.fail:
             raise ConnectionError("broker gone")
-        self.sent.append((kind, key, value))
+        self.sent.extend((kind, key, value) for kind, key, value, _ in records)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
-        return done
+        return [done]
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         by = {"delivery": codec.DELIVERIES, "alert": codec.ALERTS,
