@@ -53,6 +53,7 @@ _HALF_HOUR = timedelta(minutes=30)
 _MAX_SPAN_GAP = 5
 # A calendar whose every day is off would make add_working_time search forever.
 _MAX_EMPTY_YEARS = 20
+TEXTS_KEPT = 1 << 17  # instants whose local text format_local remembers (about 20 MB at most)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,10 @@ class WorkingCalendar:
         self._empty_tail = 0  # empty years at the span's end
         self._day_texts: dict[int, str] = {}  # ordinal -> "YYYY-MM-DDT" (format_local)
         self._clock_texts: dict[int, str] = {}  # second of the day -> "HH:MM:SS+07:00"
+        # id(instant) -> (instant, its text): a state's instants are the same objects from
+        # one report of it to the next. The entry holds the instant, so its id is not reused
+        # while the entry lives; cleared whole when full.
+        self._texts: dict[int, tuple[datetime, str]] = {}
         self._suffix = ""  # the span's offset as ISO text
         for year in years or ():
             self._year(year)
@@ -293,6 +298,17 @@ class WorkingCalendar:
         The same text as ``t.astimezone(tz).isoformat("T", "seconds")``, from cached pieces
         (the date, the time of day with the span's offset): reports format every instant.
         """
+        known = self._texts.get(id(t))
+        if known is not None and known[0] is t:
+            return known[1]
+        text = self._format_local(t)
+        texts = self._texts
+        if len(texts) >= TEXTS_KEPT:
+            texts.clear()
+        texts[id(t)] = (t, text)
+        return text
+
+    def _format_local(self, t: datetime) -> str:
         local = t if t.tzinfo is self.tz else self._local(t)
         if not self._lo <= local < self._hi and not self._covers(local):
             return local.isoformat("T", "seconds")

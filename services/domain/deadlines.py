@@ -265,9 +265,21 @@ def instant_to_json(t: datetime | None) -> int | str | None:
     """Whole-second instants as epoch seconds (compact); others as ISO text (exact)."""
     if t is None:
         return None
-    if t.microsecond:
-        return t.isoformat()
-    return int(t.timestamp())
+    known = _STORED.get(id(t))
+    if known is not None and known[0] is t:
+        return known[1]
+    value: int | str = t.isoformat() if t.microsecond else int(t.timestamp())
+    if len(_STORED) >= STORED_KEPT:
+        _STORED.clear()
+    _STORED[id(t)] = (t, value)
+    return value
+
+
+# id(instant) -> (instant, its stored form): a state's instants are the same objects each time
+# the state is written. The entry holds the instant, so its id is not reused while the entry
+# lives; cleared whole when full.
+_STORED: dict[int, tuple[datetime, int | str]] = {}
+STORED_KEPT = 1 << 17
 
 
 def instant_from_json(v: int | str | None) -> datetime | None:

@@ -1,12 +1,16 @@
 """The calendar's fast path (spans of one UTC offset) gives exactly what the epoch tables give."""
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lienthong.services.domain import calendar as calendar_module
+from lienthong.services.domain import deadlines as deadlines_module
 from lienthong.services.domain.calendar import WorkingCalendar
+from lienthong.services.domain.deadlines import instant_to_json
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PARIS = ZoneInfo("Europe/Paris")
@@ -141,3 +145,21 @@ def test_decades_without_working_days_before_the_span_keep_results_exact() -> No
         assert fast.working_time_between(a, b) == slow.working_time_between(a, b)
     assert fast.working_time_between(early, now) > timedelta(0)
     assert same(fast.add_working_time(now, 3 * H), slow.add_working_time(now, 3 * H))
+
+
+def test_remembered_texts_belong_to_their_own_instant(monkeypatch: Any) -> None:
+    """format_local and instant_to_json remember answers by the instant object's id: an id
+    freed and taken by another instant, and a full memory cleared, still give each instant
+    its own text."""
+    monkeypatch.setattr(calendar_module, "TEXTS_KEPT", 3)
+    monkeypatch.setattr(deadlines_module, "STORED_KEPT", 3)
+    cal = WorkingCalendar()
+    start = datetime(2026, 6, 8, 9, tzinfo=TZ)
+    for i in range(200):  # each instant dies after its turn: ids are taken again
+        t = start + timedelta(seconds=37 * i, microseconds=i % 2)
+        assert cal.format_local(t) == t.astimezone(TZ).isoformat("T", "seconds")
+        assert cal.format_local(t) == t.astimezone(TZ).isoformat("T", "seconds")
+        expected = t.isoformat() if t.microsecond else int(t.timestamp())
+        assert instant_to_json(t) == expected
+        assert instant_to_json(t) == expected
+    assert len(cal._texts) <= 3 and len(deadlines_module._STORED) <= 3
