@@ -3,8 +3,9 @@
     python bench/faust_passthrough.py SOURCE SINK   (settings from the environment)
 
 What faust's consumer and producer cost alone, in the worker's shape: batches of what is
-waiting (``noack_take``), each record copied to the sink on its own partition, the batch's
-events acknowledged once every copy is. ``bench_pipeline`` runs it in the same run as the
+waiting (``noack_take``), each record copied to the sink on its own partition as the worker
+writes (whole record batches, ``record_batches.py``), the batch's events acknowledged once
+every copy is. ``bench_pipeline`` runs it in the same run as the
 worker and the raw aiokafka passthrough.
 """
 
@@ -17,6 +18,7 @@ from typing import Any, cast
 import faust
 
 from lienthong.services.processors.app import BATCH_MAX, BATCH_WITHIN, faust_app, run_app
+from lienthong.services.record_batches import Record, send_records
 from lienthong.services.settings import Settings
 
 
@@ -31,10 +33,13 @@ def main() -> None:
     @app.agent(topic)
     async def copy(stream: faust.StreamT[bytes]) -> None:
         async for batch in cast(Any, stream).noack_take(BATCH_MAX, within=BATCH_WITHIN):
-            acks = [await app.producer.send(sink, e.message.key, e.message.value,
-                                            partition=e.message.partition, timestamp=None,
-                                            headers=None)
-                    for e in batch]
+            runs: dict[int, list[Record]] = {}
+            for e in batch:
+                runs.setdefault(e.message.partition, []).append((e.message.key,
+                                                                 e.message.value))
+            producer = app.producer._ensure_producer()
+            acks = [ack for partition, run in runs.items()
+                    for ack in await send_records(producer, sink, partition, run)]
             await asyncio.gather(*acks)
             for event in batch:
                 await stream.ack(event)

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any, cast
+from typing import Any
 
 import faust
 import orjson
@@ -32,7 +32,11 @@ from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.domain.dossier import DossierState
 from lienthong.services.processors import metrics
 from lienthong.services.processors.collector import FREEZE_SECONDS, CollectorPolicy
-from lienthong.services.processors.fetching import tune_faust_consumer
+from lienthong.services.processors.fetching import (
+    DirectFeed,
+    add_direct_feed,
+    tune_faust_consumer,
+)
 from lienthong.services.processors.history import LogHistory
 from lienthong.services.processors.offsets import OffsetGuard
 from lienthong.services.processors.positions import commit_start_offsets, with_coordinator
@@ -308,27 +312,31 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
             log.error("could not write a batch; stopping the worker", exc_info=task.exception())
             os._exit(70)
 
+    feed = DirectFeed(names.events)
+    add_direct_feed(app, feed)
+
     @app.agent(events_topic)
     async def track(stream: faust.StreamT[bytes]) -> None:
         """Dossier tracker: applies each event of dossier.events to its dossier's state.
 
-        Batches hold what is waiting (up to BATCH_MAX) and are pipelined: while one batch's
-        writes are acknowledged the next is applied. Events are acknowledged to faust (their
-        offsets may be committed) only once their batch is durable.
+        The records come from the fetch loop through ``feed`` (``fetching.py``), not through
+        ``stream``: the agent subscribes faust's consumer to the topic. Batches hold what is
+        waiting (up to BATCH_MAX) and are pipelined: while one batch's writes are
+        acknowledged the next is applied. A batch's records are acknowledged to the consumer
+        (their offsets may be committed) only once the batch is durable.
         """
         in_flight: deque[tuple[asyncio.Future[None], int]] = deque()
         waiting = 0  # events applied, not yet durable
-        # faust's type stubs lack noack_take (take_events, but the caller acknowledges).
-        batches = cast(Any, stream).noack_take(BATCH_MAX, within=BATCH_WITHIN)
-        async for batch in batches:
-            events = cast("list[faust.EventT[bytes]]", batch)
+        consumer_ack = app.consumer.ack
+        while True:
+            messages = await feed.take(BATCH_MAX, BATCH_WITHIN)
 
-            async def acknowledge(events: list[faust.EventT[bytes]] = events) -> None:
-                for event in events:
-                    await stream.ack(event)
+            async def acknowledge(messages: list[Any] = messages) -> None:
+                for message in messages:
+                    consumer_ack(message)
 
             records = [SourceRecord(m.topic, m.partition, m.offset, m.key, m.value)
-                       for m in (e.message for e in events)]
+                       for m in messages]
             try:
                 fresh = {r.partition for r in records} - guard.known()
                 if fresh:
@@ -343,8 +351,8 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
                 log.exception("could not apply a batch; stopping the worker")
                 os._exit(70)
             task.add_done_callback(stop_on_failure)
-            in_flight.append((task, len(events)))
-            waiting += len(events)
+            in_flight.append((task, len(messages)))
+            waiting += len(messages)
             while in_flight and (in_flight[0][0].done() or waiting > MAX_IN_FLIGHT):
                 done, count = in_flight.popleft()
                 await done
@@ -353,7 +361,10 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
     @app.on_partitions_revoked.connect
     async def finish_batches(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
         """Batches in flight are made durable before their partitions move to another worker:
-        a state written late by this worker would follow the new owner's on the changelog."""
+        a state written late by this worker would follow the new owner's on the changelog.
+        Records fetched and not yet taken are dropped: they are fetched again from the
+        committed offsets by whichever worker owns their partition next."""
+        feed.clear()
         await tracker.drain()
 
     # Partitions of dossier.events this worker owns, split into those whose backlog (records

@@ -198,6 +198,7 @@ class Tracker:
         self._tail: asyncio.Future[None] | None = None  # the last batch submitted
         self._tz = catalogue.calendar.tz
         self.history = history  # a dossier's past events, for voids and corrections
+        self._applied: dict[tuple[str, str], int] = {}  # (type, agency) -> applied, this batch
 
     # -- events ------------------------------------------------------------------------------
 
@@ -220,9 +221,17 @@ class Tracker:
                 if correction is not None:
                     await self._correct(record, correction, now, out, changed)
             positions = {r.partition: r.offset + 1 for r in records}
+            self._count_applied()
             task = await self._queue(out, changed, positions, on_durable)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
             return task
+
+    def _count_applied(self) -> None:
+        """lienthong_events_total, once per batch and label pair (a metric child's lookup
+        costs more than applying many an event)."""
+        for (etype, agency), n in self._applied.items():
+            metrics.EVENTS.labels(etype, agency).inc(n)
+        self._applied.clear()
 
     async def drain(self) -> None:
         """Wait until every batch submitted so far is durable."""
@@ -295,7 +304,9 @@ class Tracker:
         if not isinstance(decision, Applied):
             metrics.DUPLICATES.inc()
             return False
-        metrics.EVENTS.labels(event.type, event.agency).inc()
+        counted = (event.type, event.agency)
+        applied = self._applied
+        applied[counted] = applied.get(counted, 0) + 1
         partition = record.partition
         for d in decision.deliveries:
             out.append((DELIVERY, key, codec.DELIVERIES.encode(delivery_record(d, event.at),
