@@ -49,7 +49,7 @@ from benchkit import CATALOGUE, BenchHub, Figure, machine, print_table, write_re
 
 from lienthong.deploy.embedded import kafka_cluster
 from lienthong.schemas import topics
-from lienthong.services.domain.catalogue import load_catalogue
+from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.domain.dossier import DossierState, next_alarm
 from lienthong.services.processors.app import DossierStateCodec
 from lienthong.services.processors.partitioning import partition_of
@@ -64,9 +64,11 @@ MARKS = {
 }
 
 
-def changelog_payloads(templates: list[DossierState], tz: Any) -> list[tuple[str, bytes]]:
-    """(template code, stored form) of every template."""
-    state_codec = DossierStateCodec(tz)
+def changelog_payloads(templates: list[DossierState], catalogue: Catalogue,
+                       ) -> list[tuple[str, bytes]]:
+    """(template code, stored form) of every template, as the worker stores it (with the
+    index header of ``stored.py``)."""
+    state_codec = DossierStateCodec(catalogue.calendar.tz, catalogue)
     return [(t.code, state_codec.dumps(t)) for t in templates]
 
 
@@ -170,7 +172,7 @@ def main() -> int:
     catalogue = load_catalogue(CATALOGUE)
     tz = catalogue.calendar.tz
     templates = open_templates()
-    payloads = changelog_payloads(templates, tz)
+    payloads = changelog_payloads(templates, catalogue)
     with_alarm = [next_alarm(t, catalogue) is not None for t in templates]
     expected = sum(with_alarm[i % len(templates)] for i in range(args.states))
     virtual_now = max(t.last_at for t in templates)

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -30,7 +30,7 @@ from lienthong.schemas import topics
 from lienthong.services.clock import Clock, WallClock
 from lienthong.services.domain.catalogue import Catalogue, load_catalogue
 from lienthong.services.domain.dossier import DossierState
-from lienthong.services.processors import metrics
+from lienthong.services.processors import metrics, stored
 from lienthong.services.processors.collector import FREEZE_SECONDS, CollectorPolicy
 from lienthong.services.processors.fetching import (
     DirectFeed,
@@ -40,7 +40,11 @@ from lienthong.services.processors.fetching import (
 from lienthong.services.processors.history import LogHistory
 from lienthong.services.processors.offsets import OffsetGuard
 from lienthong.services.processors.positions import commit_start_offsets, with_coordinator
-from lienthong.services.processors.recovery import release_collector, tune_faust_recovery
+from lienthong.services.processors.recovery import (
+    recover_in_bulk,
+    release_collector,
+    tune_faust_recovery,
+)
 from lienthong.services.processors.tracker import (
     ALERT,
     DEADLETTER,
@@ -65,14 +69,19 @@ MAX_IN_FLIGHT = 5000  # events applied whose batches are not yet durable, at mos
 
 
 class DossierStateCodec(Codec):
-    """Changelog encoding of a dossier's state: compact JSON of ``DossierState.to_dict()``."""
+    """Changelog encoding of a dossier's state: compact JSON of ``DossierState.to_dict()``,
+    led, when a catalogue is given, by the index header of ``stored.py`` (what the deadline
+    index needs, readable without decoding the state)."""
 
-    def __init__(self, tz: tzinfo, **kwargs: Any) -> None:
+    def __init__(self, tz: tzinfo, catalogue: Catalogue | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.tz = tz
+        self.catalogue = catalogue
+        self.fingerprint = ("" if catalogue is None
+                            else stored.calendar_fingerprint(catalogue.calendar))
 
     def _dumps(self, state: Any) -> bytes:
-        return orjson.dumps(state.to_dict())
+        return stored.encode(state, self.catalogue, self.fingerprint)
 
     def _loads(self, data: bytes) -> Any:
         return DossierState.from_dict(orjson.loads(data), self.tz)
@@ -116,7 +125,10 @@ class DossierTable:
             data[key] = state
 
     def _state(self, key: bytes, value: Any) -> DossierState:
-        if isinstance(value, dict):
+        if isinstance(value, bytes):  # stored form, as a restart's bulk read leaves it
+            value = self._codec.loads(value)
+            self._table.data[key] = value
+        elif isinstance(value, dict):
             value = DossierState.from_dict(value, self._tz)
             self._table.data[key] = value
         return value  # type: ignore[no-any-return]
@@ -134,6 +146,20 @@ class DossierTable:
         first written by this process are not in it."""
         known = getattr(self._table.data, "_key_partition", None)
         return known if isinstance(known, Mapping) else {}
+
+    def summaries(self, catalogue: Catalogue) -> Iterator[tuple[bytes, stored.Summary]]:
+        """(key, ``stored.Summary``) of every state: read from the stored form's index header
+        where the state is still in that form and the header is of this calendar, else from
+        the state (decoded now and kept decoded)."""
+        fingerprint = self._codec.fingerprint
+        store = self._table.data
+        for key, value in list(getattr(store, "data", store).items()):
+            if isinstance(value, bytes):
+                known, summary = stored.read_summary(value, fingerprint)
+                if known:
+                    yield key, summary
+                    continue
+            yield key, stored.summary_of(self._state(key, value), catalogue)
 
     def items(self) -> Any:
         # Read back lazily, as the caller goes: a restart's million states are not all
@@ -237,7 +263,7 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
         DEADLETTER: app.topic(names.deadletter, **raw),
         STATUS: app.topic(names.status, **raw),
     }
-    state_codec = DossierStateCodec(catalogue.calendar.tz)
+    state_codec = DossierStateCodec(catalogue.calendar.tz, catalogue)
     table = app.Table(
         "dossiers",
         key_type=bytes,
@@ -252,6 +278,9 @@ def build_worker(settings: Settings, *, catalogue: Catalogue | None = None,
     # topic are made lazily from these attributes, so setting them here is in time.
     table.key_serializer = "raw"
     table.value_serializer = state_codec
+    # After a restart the changelog is read in bulk into the store as bytes; DossierTable
+    # decodes a state when it is first read (recovery.py, stored.py).
+    recover_in_bulk(table)
     tracker = Tracker(catalogue=catalogue, clock=clock,
                       states=DossierTable(table, state_codec),
                       outputs=_FaustOutputs(app, by_kind), partitions=settings.partitions,

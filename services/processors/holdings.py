@@ -14,7 +14,7 @@ from datetime import datetime
 
 from lienthong.services.domain.catalogue import Catalogue
 from lienthong.services.domain.dossier import DossierState, dossier_outcome
-from lienthong.services.processors import metrics
+from lienthong.services.processors import metrics, stored
 
 Label = tuple[str, str]  # (agency, level)
 
@@ -57,19 +57,31 @@ class Holdings:
         the counters summed per pair once at the end: the cost per dossier is its outcome and
         two dictionary steps.
         """
+        self._recount(((key, state.holder,
+                        dossier_outcome(state, self._catalogue, now) == "overdue")
+                       for key, state in states if state.end_type is None))
+
+    def recount_open(self, entries: Iterable[tuple[bytes, str, float | None]],
+                     now: datetime) -> None:
+        """``recount`` from (key, holder, overdue from) of the open dossiers, as the stored
+        form's index header gives them (``stored.py``): overdue when ``now`` is later than
+        "overdue from"."""
+        at = now.timestamp()
+        self._recount((key, holder, stored.overdue(overdue_from, at))
+                      for key, holder, overdue_from in entries)
+
+    def _recount(self, entries: Iterable[tuple[bytes, str, bool]]) -> None:
+        """Count afresh from (key, holder, overdue) of every open dossier."""
         self.reset()
         catalogue = self._catalogue
         pairs: dict[tuple[str, bool], tuple[Label, bool]] = {}
         of = self._of
-        for key, state in states:
-            if state.end_type is not None:
-                continue
-            overdue = dossier_outcome(state, catalogue, now) == "overdue"
-            pair = pairs.get((state.holder, overdue))
+        for key, holder, overdue in entries:
+            pair = pairs.get((holder, overdue))
             if pair is None:
-                agency = catalogue.agency(state.holder)
-                pair = pairs[(state.holder, overdue)] = (
-                    (state.holder, agency.level if agency else "unknown"), overdue)
+                agency = catalogue.agency(holder)
+                pair = pairs[(holder, overdue)] = (
+                    (holder, agency.level if agency else "unknown"), overdue)
             of[key] = pair
         for (label, overdue), n in Counter(of.values()).items():
             self._open[label] += n

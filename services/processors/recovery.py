@@ -11,6 +11,18 @@ recovery has ended when the queue is drained instead of after each record (the e
 possible then: the last records are in the queue until they are applied). It gives the event
 loop a turn every ``YIELD_EVERY`` records, as the queue can hold many.
 
+**Reading in bulk.** Even so, faust's path costs some 50 µs a record (the consumer thread's
+message objects, the conductor, an event per record, faust's JSON decoding of the value, the
+table's changelog batch) against about 5 µs for a bare aiokafka read of the same changelog.
+For a table marked with ``recover_in_bulk`` (an in-memory store whose values its owner decodes
+itself) the active partitions are read instead by a consumer of their own, outside any group,
+in batches of ``BULK_RECORDS``: each record's key and value bytes go straight into the store
+(last record per key wins, a tombstone deletes: ``apply_records``), and the owner decodes a
+value when it first reads it. faust's consumer is sought to each partition's last record
+only, so faust still sees the recovery start and end as usual (the record it reads then is one
+the bulk read has already applied, and is skipped). If the bulk read fails, faust's consumer
+is sought back to where it got, and faust's own path reads the rest.
+
 Python's cyclic collector is held off from the first changelog record until the deadline index
 has been rebuilt (``hold_collector`` / ``release_collector``): a recovery adds tens of millions
 of long-lived objects (a million states, each a tree of dicts, lists, strings and datetimes)
@@ -26,13 +38,121 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from time import monotonic
+from collections.abc import Iterable, MutableMapping
+from time import monotonic, perf_counter
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from faust.stores import memory as faust_memory
 from faust.tables import recovery as faust_recovery
+from faust.transport.drivers.aiokafka import server_list
+from faust.types import TP
 from mode.services import ServiceTask
 
 YIELD_EVERY = 500
+BULK_RECORDS = 5000  # records of one bulk fetch: applied without a turn of the event loop
+BULK_FETCH_BYTES = 4 << 20  # per partition and fetch
+_BULK = "_lienthong_recover_in_bulk"
+
+
+def recover_in_bulk(table: Any) -> None:
+    """Recover ``table`` by the bulk read above: its store is then handed the changelog's
+    value bytes, which its owner decodes on first read."""
+    setattr(table, _BULK, True)
+
+
+def apply_records(data: MutableMapping[Any, Any], partitions: MutableMapping[Any, int],
+                  partition: int, records: Iterable[tuple[Any, bytes | None]]) -> int:
+    """Apply changelog records (key, value bytes or None for a tombstone), in log order, to
+    an in-memory store's ``data`` and its key -> partition map; returns how many were applied
+    (records without a key are not: faust refuses them too)."""
+    applied = 0
+    pop = data.pop
+    for key, value in records:
+        if key is None:
+            continue
+        applied += 1
+        if value is None:
+            pop(key, None)
+            partitions.pop(key, None)
+        else:
+            data[key] = value
+            partitions[key] = partition
+    return applied
+
+
+def bulk_plan(offsets: dict[Any, int], highwaters: dict[Any, int],
+              bulk: Iterable[Any]) -> dict[Any, tuple[int, int]]:
+    """(first offset to read, last offset to read) of each partition of ``bulk`` that has
+    records to recover, from faust's offsets (last applied, -1: none) and highwaters (last
+    offset on the log, -1: empty)."""
+    plan = {}
+    for tp in bulk:
+        last = highwaters.get(tp)
+        done = offsets.get(tp)
+        done = -1 if done is None else done
+        if last is not None and last > done:
+            plan[tp] = (done + 1, last)
+    return plan
+
+
+async def _seek_offsets(self: Any, consumer: Any, tps: set[TP], offsets: Any,
+                        title: str) -> None:  # pragma: no cover - runs inside faust
+    """faust's seek before a recovery; the active partitions of bulk tables are planned for
+    the bulk read and faust's consumer is sought to their last record instead."""
+    plan: dict[TP, tuple[int, int]] = {}
+    if title == "active":
+        bulk = [tp for tp in tps if getattr(self.tp_to_table.get(tp), _BULK, False)
+                and isinstance(self.tp_to_table[tp].data, faust_memory.Store)]
+        plan = bulk_plan(dict(offsets), dict(self.active_highwaters), bulk)
+        self._lienthong_plan = plan
+    await consumer.seek_wait({tp: plan[tp][1] if tp in plan else max(offsets[tp], 0)
+                              for tp in tps})
+
+
+async def _read_in_bulk(self: Any, plan: dict[TP, tuple[int, int]],
+                        ) -> None:  # pragma: no cover - runs inside faust
+    """The bulk read of ``plan``'s partitions (see the module docstring)."""
+    log = faust_recovery.logger
+    self.flush_buffers()  # what faust's path queued before applies first: the bulk read follows
+    hold_collector()
+    offsets = self.active_offsets
+    started = perf_counter()
+    applied = 0
+    tps = {TopicPartition(tp.topic, tp.partition): tp for tp in plan}
+    remaining = set(tps)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=server_list(self.app.conf.broker, 9092),
+        client_id=f"{self.app.conf.id}-recovery", enable_auto_commit=False,
+        auto_offset_reset="earliest", max_partition_fetch_bytes=BULK_FETCH_BYTES)
+    try:
+        await consumer.start()
+        consumer.assign(list(tps))
+        for ktp, tp in tps.items():
+            consumer.seek(ktp, plan[tp][0])
+        while remaining and not self.should_stop and not self.signal_recovery_start.is_set():
+            batches = await consumer.getmany(*remaining, timeout_ms=500,
+                                             max_records=BULK_RECORDS)
+            for ktp, records in batches.items():
+                tp = tps[ktp]
+                store = self.tp_to_table[tp].data
+                applied += apply_records(store.data, store._key_partition, tp.partition,
+                                         ((r.key, r.value) for r in records))
+                offsets[tp] = max(offsets[tp], records[-1].offset)
+            for ktp in list(remaining):
+                last = plan[tps[ktp]][1]
+                if await consumer.position(ktp) > last:
+                    offsets[tps[ktp]] = max(offsets[tps[ktp]], last)
+                    remaining.discard(ktp)
+    except Exception as exc:
+        log.warning(f"bulk recovery read failed ({exc!r}): faust's own path reads the rest")
+        await self.app.consumer.seek_wait({tps[ktp]: max(offsets[tps[ktp]], 0)
+                                           for ktp in remaining})
+    finally:
+        await consumer.stop()
+    log.info(f"Read {applied} changelog records of {len(plan)} partitions in bulk in "
+             f"{perf_counter() - started:.1f} s")
 
 
 class _Collector:
@@ -97,11 +217,22 @@ async def _slurp_changelogs(self: Any) -> None:  # pragma: no cover - runs insid
                 self._standbys_span = None
             self.tables.on_standbys_ready()
 
+    async def take_plan() -> bool:
+        """Run the bulk read planned by ``_seek_offsets`` once recovery has begun."""
+        plan = getattr(self, "_lienthong_plan", None)
+        if not plan or not self.in_recovery:
+            return False
+        self._lienthong_plan = None
+        await _read_in_bulk(self, plan)
+        return True
+
     timeout_count = 0
     since_yield = 0
     while not self.should_stop:
         try:
             self.signal_recovery_end.clear()
+            if await take_plan():
+                await when_drained()
             try:
                 event = get_nowait()
                 since_yield += 1
@@ -116,6 +247,7 @@ async def _slurp_changelogs(self: Any) -> None:  # pragma: no cover - runs insid
                     timeout_count += 1
                     if self.should_stop:
                         return
+                    await take_plan()
                     await when_drained(timeout=True, timeout_count=timeout_count)
                     continue
             if not _Collector.held:
@@ -171,4 +303,5 @@ def tune_faust_recovery() -> None:
     if getattr(cls, "_lienthong_tuned", False):
         return
     cls._slurp_changelogs = ServiceTask(_slurp_changelogs)  # type: ignore[assignment]
+    cls._seek_offsets = _seek_offsets  # type: ignore[method-assign]
     cls._lienthong_tuned = True  # type: ignore[attr-defined]

@@ -68,6 +68,7 @@ from lienthong.services.processors.history import DossierHistory, HistoryUnavail
 from lienthong.services.processors.holdings import Holdings
 from lienthong.services.processors.partitioning import partition_of
 from lienthong.services.processors.snapshot import snapshot
+from lienthong.services.processors.stored import summary_of
 
 log = logging.getLogger(__name__)
 
@@ -381,20 +382,23 @@ class Tracker:
         known = self.states.known_partitions()
         catalogue = self.catalogue
         alarms: dict[int, list[tuple[float, str]]] = {p: [] for p in owned}
-        mine: list[tuple[bytes, DossierState]] = []
-        items = iter(self.states.items())
+        mine: list[tuple[bytes, str, float | None]] = []  # open: (key, holder, overdue from)
+        # The table reads what the index needs from the stored form where it can, without
+        # decoding the state (stored.py); other stores give their states.
+        summaries = getattr(self.states, "summaries", None)
+        items = iter(summaries(catalogue) if summaries is not None else
+                     ((k, summary_of(s, catalogue)) for k, s in self.states.items()))
         while True:
             with collector_paused():
-                for done, (key, state) in enumerate(items, 1):
+                for done, (key, summary) in enumerate(items, 1):
                     partition = known.get(key)
                     if partition is None:
                         partition = partition_of(key, count)
-                    if partition in owned:
-                        mine.append((key, state))
-                        if state.end_type is None:
-                            alarm = next_alarm(state, catalogue)
-                            if alarm is not None:
-                                alarms[partition].append((alarm.timestamp(), key.decode()))
+                    if partition in owned and summary is not None:
+                        alarm, holder, overdue_from = summary
+                        mine.append((key, holder, overdue_from))
+                        if alarm is not None:
+                            alarms[partition].append((alarm, key.decode()))
                     if done == step:
                         break
                 else:
@@ -402,7 +406,7 @@ class Tracker:
             yield
         with collector_paused():
             self.index = DeadlineIndex.of(alarms)
-            self.holdings.recount(mine, self.clock.now())
+            self.holdings.recount_open(mine, self.clock.now())
         metrics.INDEXED.set(len(self.index))
 
     # -- plumbing ----------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""The stored form of a dossier's state on the table's changelog, and what the deadline index
+reads from it without decoding the whole state.
+
+A state is stored as compact JSON of ``DossierState.to_dict()`` led by one more entry, its
+*index header*::
+
+    {"ix":[CALENDAR, OPEN, ALARM, HOLDER, OVERDUE_FROM],"v":...,"code":...}
+
+- ``CALENDAR``: the fingerprint of the working calendar the header was computed under
+  (``calendar_fingerprint``); a worker whose calendar differs ignores the header.
+- ``OPEN``: whether the dossier has not ended.
+- ``ALARM``: ``next_alarm`` in epoch seconds (null: no time alert can fire now).
+- ``HOLDER``: the agency holding the dossier.
+- ``OVERDUE_FROM``: the dossier counts as overdue at an instant later than this (epoch
+  seconds); 0 when it is overdue at any instant (paused after its due), null when never (ended,
+  or paused before its due). That is ``dossier_outcome(...) == "overdue"`` for an open dossier,
+  which depends on nothing but the state and the instant.
+
+After a restart the index is rebuilt from a million states. Decoding one costs about 21 µs
+(JSON, then ``DossierState.from_dict``); reading its header costs about 1 µs. So the rebuild
+reads headers only, and a state is decoded when the worker first needs it (an event for the
+dossier, an alarm that comes due). States stored before the header existed, or under another
+calendar, are decoded as before. ``DossierState.from_dict`` ignores the entry, so a worker of
+an older version reads the new form.
+
+Pure: no Kafka, faust or HTTP import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import holidays
+import orjson
+
+from lienthong.services.domain.calendar import WorkingCalendar
+from lienthong.services.domain.catalogue import Catalogue
+from lienthong.services.domain.dossier import DossierState, next_alarm
+
+# (next alarm in epoch seconds or None, holder, overdue-from in epoch seconds or None) of an
+# open dossier; None for a dossier that has ended.
+Summary = tuple[float | None, str, float | None] | None
+
+_HEAD = b'{"ix":'
+_HEAD_END = b'],"v":'  # the header's last bracket, then to_dict()'s first key
+
+
+def calendar_fingerprint(cal: WorkingCalendar) -> str:
+    """A short digest of everything ``next_alarm`` reads from the calendar: the zone, office
+    hours, extra days off and working days, the country and the holidays package's version
+    (a new release may add a day off)."""
+    text = repr((cal.tz.key, cal.office_hours, sorted(cal.extra_days_off),
+                 sorted(cal.extra_working_days), cal.country, cal.day_length,
+                 holidays.__version__))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def summary_of(state: DossierState, catalogue: Catalogue) -> Summary:
+    """What the deadline index and the holdings count need of ``state``."""
+    if state.end_type is not None:
+        return None
+    alarm = next_alarm(state, catalogue)
+    clock = state.clock
+    if clock.run_from is not None:
+        overdue_from: float | None = clock.due.timestamp()
+    else:
+        overdue_from = 0.0 if clock.late_pause else None
+    return (None if alarm is None else alarm.timestamp(), state.holder, overdue_from)
+
+
+def overdue(summary_overdue_from: float | None, now: float) -> bool:
+    """Whether an open dossier with this ``OVERDUE_FROM`` is overdue at ``now``."""
+    return summary_overdue_from is not None and now > summary_overdue_from
+
+
+def encode(state: DossierState, catalogue: Catalogue | None, fingerprint: str) -> bytes:
+    """The stored form of ``state``; with no catalogue, without the header."""
+    body = orjson.dumps(state.to_dict())
+    if catalogue is None:
+        return body
+    summary = summary_of(state, catalogue)
+    if summary is None:
+        header: list[Any] = [fingerprint, False, None, state.holder, None]
+    else:
+        header = [fingerprint, True, *summary]
+    return _HEAD + orjson.dumps(header) + b"," + body[1:]
+
+
+def read_summary(data: bytes, fingerprint: str) -> tuple[bool, Summary]:
+    """(True, summary) from the header of a stored state computed under ``fingerprint``;
+    (False, None) when there is no such header (the caller decodes the state)."""
+    if not data.startswith(_HEAD):
+        return False, None
+    end = data.find(_HEAD_END, len(_HEAD))
+    if end < 0:
+        return False, None
+    try:
+        fp, is_open, alarm, holder, overdue_from = orjson.loads(data[len(_HEAD):end + 1])
+    except (orjson.JSONDecodeError, ValueError, TypeError):
+        return False, None
+    if fp != fingerprint:
+        return False, None
+    return True, (alarm, holder, overdue_from) if is_open else None
