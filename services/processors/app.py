@@ -78,7 +78,7 @@ class DossierStateCodec(Codec):
         self.tz = tz
         self.catalogue = catalogue
         self.fingerprint = ("" if catalogue is None
-                            else stored.calendar_fingerprint(catalogue.calendar))
+                            else stored.fingerprint(catalogue))
 
     def _dumps(self, state: Any) -> bytes:
         return stored.encode(state, self.catalogue, self.fingerprint)

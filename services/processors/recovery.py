@@ -15,13 +15,18 @@ loop a turn every ``YIELD_EVERY`` records, as the queue can hold many.
 message objects, the conductor, an event per record, faust's JSON decoding of the value, the
 table's changelog batch) against about 5 µs for a bare aiokafka read of the same changelog.
 For a table marked with ``recover_in_bulk`` (an in-memory store whose values its owner decodes
-itself) the active partitions are read instead by a consumer of their own, outside any group,
-in batches of ``BULK_RECORDS``: each record's key and value bytes go straight into the store
-(last record per key wins, a tombstone deletes: ``apply_records``), and the owner decodes a
-value when it first reads it. faust's consumer is sought to each partition's last record
-only, so faust still sees the recovery start and end as usual (the record it reads then is one
-the bulk read has already applied, and is skipped). If the bulk read fails, faust's consumer
-is sought back to where it got, and faust's own path reads the rest.
+itself) faust's seek before a recovery of active partitions (``_seek_offsets``) plans instead,
+for each partition behind its highwater, a read from the record after faust's offset (the last
+one applied) through the highwater (the last on the log), and seeks faust's own consumer of
+those partitions to the log end, so that it fetches nothing of them. The loop below then runs
+the plan (``read_in_bulk``): a consumer of its own, outside any group, fetches batches of up to
+``BULK_RECORDS`` and each record's key and value bytes go straight into the store (last record
+per key wins, a tombstone deletes: ``apply_records``); faust's offset of the partition follows
+what has been applied, so faust's own test for the end of recovery (every offset at its
+highwater) ends it, and the owner decodes a value when it first reads it. A rebalance stops the
+read where it got (the offsets say how far; the next recovery plans from there). If the read
+fails, faust's consumer is sought back to faust's offsets and faust's own path reads the rest.
+Standby partitions are read by faust's path (the worker keeps none).
 
 Python's cyclic collector is held off from the first changelog record until the deadline index
 has been rebuilt (``hold_collector`` / ``release_collector``): a recovery adds tens of millions
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from time import monotonic, perf_counter
 from typing import Any
 
@@ -82,11 +87,11 @@ def apply_records(data: MutableMapping[Any, Any], partitions: MutableMapping[Any
     return applied
 
 
-def bulk_plan(offsets: dict[Any, int], highwaters: dict[Any, int],
+def bulk_plan(offsets: Mapping[Any, int | None], highwaters: Mapping[Any, int | None],
               bulk: Iterable[Any]) -> dict[Any, tuple[int, int]]:
     """(first offset to read, last offset to read) of each partition of ``bulk`` that has
-    records to recover, from faust's offsets (last applied, -1: none) and highwaters (last
-    offset on the log, -1: empty)."""
+    records to recover, from faust's offsets (last applied, -1 or None: none) and highwaters
+    (last offset on the log, -1: empty)."""
     plan = {}
     for tp in bulk:
         last = highwaters.get(tp)
@@ -97,23 +102,62 @@ def bulk_plan(offsets: dict[Any, int], highwaters: dict[Any, int],
     return plan
 
 
+async def read_in_bulk(consumer: AIOKafkaConsumer, plan: Mapping[TopicPartition, tuple[int, int]],
+                       on_read: Callable[[TopicPartition, list[Any], int], None],
+                       current: Callable[[], bool] = lambda: True) -> None:
+    """Read each partition of ``plan`` from its first through its last offset with
+    ``consumer`` (started, in no group), in batches of up to ``BULK_RECORDS``; each batch goes,
+    in log order, to ``on_read(partition, records, through)``, ``through`` being the offset the
+    partition has been read through (its last record's; the plan's last offset, with no more
+    records, once the position has passed it: compacted or control records leave gaps). Stops
+    early, before handing on anything more, as soon as ``current()`` is false."""
+    consumer.assign(list(plan))
+    for tp, (first, _) in plan.items():
+        consumer.seek(tp, first)
+    remaining = set(plan)
+    while remaining and current():
+        batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=BULK_RECORDS)
+        if not current():
+            return
+        for tp, records in batches.items():
+            if records:
+                on_read(tp, records, records[-1].offset)
+        for tp in list(remaining):
+            position = await consumer.position(tp)
+            if not current():
+                return
+            if position > plan[tp][1]:
+                on_read(tp, [], plan[tp][1])
+                remaining.discard(tp)
+
+
 async def _seek_offsets(self: Any, consumer: Any, tps: set[TP], offsets: Any,
                         title: str) -> None:  # pragma: no cover - runs inside faust
     """faust's seek before a recovery; the active partitions of bulk tables are planned for
-    the bulk read and faust's consumer is sought to their last record instead."""
+    the bulk read and faust's consumer is sought to their log end instead."""
     plan: dict[TP, tuple[int, int]] = {}
     if title == "active":
         bulk = [tp for tp in tps if getattr(self.tp_to_table.get(tp), _BULK, False)
                 and isinstance(self.tp_to_table[tp].data, faust_memory.Store)]
-        plan = bulk_plan(dict(offsets), dict(self.active_highwaters), bulk)
-        self._lienthong_plan = plan
-    await consumer.seek_wait({tp: plan[tp][1] if tp in plan else max(offsets[tp], 0)
+        plan = bulk_plan(offsets, self.active_highwaters, bulk)
+        self._lienthong_plan = (self._generation_id, plan)
+        if plan:
+            _wake(self).set()  # the loop below may be waiting for a record: none will come
+    await consumer.seek_wait({tp: plan[tp][1] + 1 if tp in plan else max(offsets[tp], 0)
                               for tp in tps})
 
 
-async def _read_in_bulk(self: Any, plan: dict[TP, tuple[int, int]],
+def _wake(self: Any) -> asyncio.Event:
+    """Set when a bulk read is planned: wakes the loop below."""
+    wake: asyncio.Event | None = getattr(self, "_lienthong_wake", None)
+    if wake is None:
+        wake = self._lienthong_wake = asyncio.Event()
+    return wake
+
+
+async def _read_in_bulk(self: Any, generation: int, plan: dict[TP, tuple[int, int]],
                         ) -> None:  # pragma: no cover - runs inside faust
-    """The bulk read of ``plan``'s partitions (see the module docstring)."""
+    """The bulk read of ``plan``, made for rebalance ``generation`` (module docstring)."""
     log = faust_recovery.logger
     self.flush_buffers()  # what faust's path queued before applies first: the bulk read follows
     hold_collector()
@@ -121,36 +165,41 @@ async def _read_in_bulk(self: Any, plan: dict[TP, tuple[int, int]],
     started = perf_counter()
     applied = 0
     tps = {TopicPartition(tp.topic, tp.partition): tp for tp in plan}
-    remaining = set(tps)
+
+    def current() -> bool:
+        # A rebalance sets the start signal, then the next recovery clears it and bumps the
+        # generation: either way the plan is stale, and a revoked partition's offset is gone
+        # (writing it again would make a later assignment skip its records).
+        return (not self.should_stop and self._generation_id == generation
+                and not self.signal_recovery_start.is_set())
+
+    def on_read(ktp: TopicPartition, records: list[Any], through: int) -> None:
+        nonlocal applied
+        tp = tps[ktp]
+        if records:
+            store = self.tp_to_table[tp].data
+            applied += apply_records(store.data, store._key_partition, tp.partition,
+                                     [(r.key, r.value) for r in records])
+        offsets[tp] = max(offsets[tp], through)
+
     consumer = AIOKafkaConsumer(
         bootstrap_servers=server_list(self.app.conf.broker, 9092),
         client_id=f"{self.app.conf.id}-recovery", enable_auto_commit=False,
-        auto_offset_reset="earliest", max_partition_fetch_bytes=BULK_FETCH_BYTES)
+        auto_offset_reset="earliest", max_partition_fetch_bytes=BULK_FETCH_BYTES,
+        isolation_level="read_committed" if self.app.in_transaction else "read_uncommitted")
     try:
         await consumer.start()
-        consumer.assign(list(tps))
-        for ktp, tp in tps.items():
-            consumer.seek(ktp, plan[tp][0])
-        while remaining and not self.should_stop and not self.signal_recovery_start.is_set():
-            batches = await consumer.getmany(*remaining, timeout_ms=500,
-                                             max_records=BULK_RECORDS)
-            for ktp, records in batches.items():
-                tp = tps[ktp]
-                store = self.tp_to_table[tp].data
-                applied += apply_records(store.data, store._key_partition, tp.partition,
-                                         ((r.key, r.value) for r in records))
-                offsets[tp] = max(offsets[tp], records[-1].offset)
-            for ktp in list(remaining):
-                last = plan[tps[ktp]][1]
-                if await consumer.position(ktp) > last:
-                    offsets[tps[ktp]] = max(offsets[tps[ktp]], last)
-                    remaining.discard(ktp)
+        await read_in_bulk(consumer, {k: plan[tp] for k, tp in tps.items()}, on_read, current)
     except Exception as exc:
-        log.warning(f"bulk recovery read failed ({exc!r}): faust's own path reads the rest")
-        await self.app.consumer.seek_wait({tps[ktp]: max(offsets[tps[ktp]], 0)
-                                           for ktp in remaining})
+        if current():
+            log.warning(f"bulk recovery read failed ({exc!r}): faust's own path reads the rest")
+            await self.app.consumer.seek_wait({tp: max(offsets[tp], 0) for tp in plan
+                                               if offsets[tp] < plan[tp][1]})
     finally:
-        await consumer.stop()
+        try:
+            await consumer.stop()
+        except Exception as exc:
+            log.warning(f"bulk recovery consumer did not stop cleanly ({exc!r})")
     log.info(f"Read {applied} changelog records of {len(plan)} partitions in bulk in "
              f"{perf_counter() - started:.1f} s")
 
@@ -217,14 +266,35 @@ async def _slurp_changelogs(self: Any) -> None:  # pragma: no cover - runs insid
                 self._standbys_span = None
             self.tables.on_standbys_ready()
 
+    wake = _wake(self)
+
     async def take_plan() -> bool:
-        """Run the bulk read planned by ``_seek_offsets`` once recovery has begun."""
-        plan = getattr(self, "_lienthong_plan", None)
-        if not plan or not self.in_recovery:
+        """Run the bulk read planned by ``_seek_offsets`` for this rebalance, if any."""
+        wake.clear()
+        planned = getattr(self, "_lienthong_plan", None)
+        if not planned:
             return False
         self._lienthong_plan = None
-        await _read_in_bulk(self, plan)
+        generation, plan = planned
+        if not plan or generation != self._generation_id:
+            return False
+        await _read_in_bulk(self, generation, plan)
         return True
+
+    async def next_record() -> Any:
+        """The next changelog record; None after 5 s without one, or once woken for a bulk
+        read (``wake``)."""
+        if wake.is_set():
+            return None
+        get = asyncio.ensure_future(changelog_queue.get())
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait((get, woken), timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not get.done():
+                get.cancel()  # a record it was about to take stays in the queue
+        return get.result() if get.done() and not get.cancelled() else None
 
     timeout_count = 0
     since_yield = 0
@@ -241,9 +311,10 @@ async def _slurp_changelogs(self: Any) -> None:  # pragma: no cover - runs insid
                     await asyncio.sleep(0)
             except asyncio.QueueEmpty:
                 await when_drained()
-                try:
-                    event = await asyncio.wait_for(changelog_queue.get(), timeout=5.0)
-                except TimeoutError:
+                event = await next_record()
+                if event is None:
+                    if wake.is_set():
+                        continue  # a bulk read is planned: taken at the loop's top
                     timeout_count += 1
                     if self.should_stop:
                         return

@@ -6,8 +6,9 @@ A state is stored as compact JSON of ``DossierState.to_dict()`` led by one more 
 
     {"ix":[CALENDAR, OPEN, ALARM, HOLDER, OVERDUE_FROM],"v":...,"code":...}
 
-- ``CALENDAR``: the fingerprint of the working calendar the header was computed under
-  (``calendar_fingerprint``); a worker whose calendar differs ignores the header.
+- ``CALENDAR``: the fingerprint of what the header was computed under (``fingerprint``: the
+  header's format, the catalogue's calendar section, the holidays package's release); a worker
+  whose fingerprint differs ignores the header and decodes the state.
 - ``OPEN``: whether the dossier has not ended.
 - ``ALARM``: ``next_alarm`` in epoch seconds (null: no time alert can fire now).
 - ``HOLDER``: the agency holding the dossier.
@@ -16,11 +17,20 @@ A state is stored as compact JSON of ``DossierState.to_dict()`` led by one more 
   or paused before its due). That is ``dossier_outcome(...) == "overdue"`` for an open dossier,
   which depends on nothing but the state and the instant.
 
+What the fields depend on: the state, and for ``ALARM`` the working calendar (a due_soon
+instant not yet worked out is counted in working time from the state's clock). Nothing else
+of the catalogue: a procedure's allotments, its route and the due_soon threshold were taken
+into the state's clocks when the dossier was received or handed on, apologies are in the
+state, and the holdings' agency level is looked up in the running worker's catalogue at the
+count. So the fingerprint covers the calendar section and not the agencies or procedures (a
+new catalogue that only adds an agency or a procedure version does not send the next restart
+back to decoding every state); ``tests/unit/test_stored.py`` checks both sides of that.
+
 After a restart the index is rebuilt from a million states. Decoding one costs about 21 µs
 (JSON, then ``DossierState.from_dict``); reading its header costs about 1 µs. So the rebuild
 reads headers only, and a state is decoded when the worker first needs it (an event for the
 dossier, an alarm that comes due). States stored before the header existed, or under another
-calendar, are decoded as before. ``DossierState.from_dict`` ignores the entry, so a worker of
+fingerprint, are decoded as before. ``DossierState.from_dict`` ignores the entry, so a worker of
 an older version reads the new form.
 
 Pure: no Kafka, faust or HTTP import.
@@ -29,31 +39,37 @@ Pure: no Kafka, faust or HTTP import.
 from __future__ import annotations
 
 import hashlib
+from importlib.metadata import version
 from typing import Any
 
-import holidays
 import orjson
 
-from lienthong.services.domain.calendar import WorkingCalendar
-from lienthong.services.domain.catalogue import Catalogue
-from lienthong.services.domain.dossier import DossierState, next_alarm
+# Relative, as the core's modules import each other: mypy --strict checks this module by path.
+from ..domain.catalogue import Catalogue
+from ..domain.dossier import DossierState, next_alarm
 
 # (next alarm in epoch seconds or None, holder, overdue-from in epoch seconds or None) of an
 # open dossier; None for a dossier that has ended.
 Summary = tuple[float | None, str, float | None] | None
 
+_HOLIDAYS = version("holidays")
 _HEAD = b'{"ix":'
 _HEAD_END = b'],"v":'  # the header's last bracket, then to_dict()'s first key
 
 
-def calendar_fingerprint(cal: WorkingCalendar) -> str:
-    """A short digest of everything ``next_alarm`` reads from the calendar: the zone, office
-    hours, extra days off and working days, the country and the holidays package's version
-    (a new release may add a day off)."""
-    text = repr((cal.tz.key, cal.office_hours, sorted(cal.extra_days_off),
-                 sorted(cal.extra_working_days), cal.country, cal.day_length,
-                 holidays.__version__))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+# Bumped whenever what a header field means changes: older headers are then ignored.
+HEADER_FORMAT = 1
+
+
+def fingerprint(catalogue: Catalogue) -> str:
+    """A short digest of everything the header's fields are computed from besides the state:
+    the header's format, the catalogue's calendar section (zone, office hours, extra days off
+    and working days, due_soon hours), the calendar's country and the holidays package's
+    release (a new one may add a day off)."""
+    text = orjson.dumps([HEADER_FORMAT, catalogue.to_dict()["calendar"],
+                         catalogue.calendar.country, _HOLIDAYS],
+                        option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def summary_of(state: DossierState, catalogue: Catalogue) -> Summary:
@@ -76,10 +92,12 @@ def overdue(summary_overdue_from: float | None, now: float) -> bool:
 
 def encode(state: DossierState, catalogue: Catalogue | None, fingerprint: str) -> bytes:
     """The stored form of ``state``; with no catalogue, without the header."""
-    body = orjson.dumps(state.to_dict())
     if catalogue is None:
-        return body
+        return orjson.dumps(state.to_dict())
+    # The summary first: working out the next alarm may fill in the clock's due_soon instant,
+    # which the body then carries like the state in memory does.
     summary = summary_of(state, catalogue)
+    body = orjson.dumps(state.to_dict())
     if summary is None:
         header: list[Any] = [fingerprint, False, None, state.holder, None]
     else:
