@@ -25,7 +25,8 @@ per key wins, a tombstone deletes: ``apply_records``); faust's offset of the par
 what has been applied, so faust's own test for the end of recovery (every offset at its
 highwater) ends it, and the owner decodes a value when it first reads it. A rebalance stops the
 read where it got (the offsets say how far; the next recovery plans from there). If the read
-fails, faust's consumer is sought back to faust's offsets and faust's own path reads the rest.
+fails, faust's consumer is sought back to faust's offsets and faust's own path reads the rest
+(if that seek fails too, the bulk read is planned again from where it got).
 Standby partitions are read by faust's path (the worker keeps none).
 
 Python's cyclic collector is held off from the first changelog record until the deadline index
@@ -193,8 +194,18 @@ async def _read_in_bulk(self: Any, generation: int, plan: dict[TP, tuple[int, in
     except Exception as exc:
         if current():
             log.warning(f"bulk recovery read failed ({exc!r}): faust's own path reads the rest")
-            await self.app.consumer.seek_wait({tp: max(offsets[tp], 0) for tp in plan
-                                               if offsets[tp] < plan[tp][1]})
+            rest = {tp: max(offsets[tp], 0) for tp in plan if offsets[tp] < plan[tp][1]}
+            try:
+                await self.app.consumer.seek_wait(rest)
+            except Exception as again:
+                # faust's consumer stays at the log end of those partitions: without another
+                # bulk read nothing would ever bring their records.
+                log.warning(f"seeking back failed too ({again!r}): reading in bulk again")
+                await asyncio.sleep(1.0)
+                if current():
+                    ends = {tp: plan[tp][1] for tp in rest}
+                    self._lienthong_plan = (generation, bulk_plan(offsets, ends, rest))
+                    _wake(self).set()
     finally:
         try:
             await consumer.stop()

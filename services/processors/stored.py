@@ -27,7 +27,7 @@ new catalogue that only adds an agency or a procedure version does not send the 
 back to decoding every state); ``tests/unit/test_stored.py`` checks both sides of that.
 
 After a restart the index is rebuilt from a million states. Decoding one costs about 21 µs
-(JSON, then ``DossierState.from_dict``); reading its header costs about 1 µs. So the rebuild
+(JSON, then ``DossierState.from_dict``); reading its header costs under 1 µs. So the rebuild
 reads headers only, and a state is decoded when the worker first needs it (an event for the
 dossier, an alarm that comes due). States stored before the header existed, or under another
 fingerprint, are decoded as before. ``DossierState.from_dict`` ignores the entry, so a worker of
