@@ -30,12 +30,14 @@ class ProgressBar:
         self.done = 0
         self.summary: str | None = None
         self._tty = bool(getattr(self.out, "isatty", lambda: False)())
+        self._tty_only = tty_only
         self._drawing = self._tty or not tty_only
         self._last = 0.0
         self.started = time.monotonic()
 
     def __enter__(self) -> ProgressBar:
-        self._draw(force=True)
+        if self.total or not self._tty_only:  # a total still to come is drawn by ``start``
+            self._draw(force=True)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -56,6 +56,7 @@ def test_tty_only_draws_on_a_terminal_and_only_the_summary_elsewhere() -> None:
         bar.summary = "audit copy: 10 entries written"
     text = term.getvalue()
     assert text.startswith("\r") and "100.0% 10/10" in text
+    assert "0/0" not in text  # nothing drawn before the total is known
     assert text.endswith("\x1b[K\naudit copy: 10 entries written\n")
 
 
