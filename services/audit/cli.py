@@ -221,9 +221,10 @@ def run(args: argparse.Namespace) -> int:
                     args.out.mkdir(parents=True, exist_ok=True)
                     write_export(export, json_path, html_path)
                 records = len(export.records)
+                complete = "proven" if export.complete else "not proven (version-1 entries)"
                 bar.summary = _summary("audit export", bar, f"{records} records of "
                                        f"{args.dossier} written to {json_path} and "
-                                       f"{html_path}")
+                                       f"{html_path}, completeness {complete}")
             print(f"{records} records of {args.dossier} written to {json_path} and "
                   f"{html_path}")
             return 0

@@ -4,15 +4,17 @@ The JSON document (``chain.verify_export`` is its checker, runnable alone as
 ``python chain.py FILE``) holds:
 
 - the full bytes of every audit entry of the dossier, and the 32-byte body hash of every other
-  entry between its first one and the first signed checkpoint after its last one, so the chain
-  links up to a signed head without anyone else's data;
+  entry between its first one and the first signed checkpoint after its last one (with, for an
+  entry of version 2, its dossier digest: SHA-256 of its dossier code), so the chain links up to
+  a signed head without anyone else's data — and, where the whole range is of version 2, shows
+  that none of the dossier's entries in it is left out (``chain.completeness``);
 - that checkpoint, and the hub's audit public key that signed it;
 - ``records``: the dossier's entries decoded for reading (the event, delivery, receipt or alert
   in canonical JSON), each tied to its entry by seq and content hash.
 
 The export streams like ``audit verify`` (``ExportBuilder``): the checkpoints first, then the
-log in chunks, keeping only the dossier's entries and, from its first entry on, 32 bytes per
-entry (the body hashes the links need, spooled to a temporary file past 4 MiB); the JSON is
+log in chunks, keeping only the dossier's entries and, from its first entry on, 65 bytes per
+entry (the links' hashes, spooled to a temporary file past 4 MiB); the JSON is
 written link by link. Memory is bounded by the chunk and the dossier's own entries, whatever
 the log's size or the export's range.
 
@@ -32,7 +34,13 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from lienthong.schemas import codec
-from lienthong.services.audit.chain import EXPORT_FORMAT, ZERO, body_hash, read_entry
+from lienthong.services.audit.chain import (
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_V2,
+    ZERO,
+    link_of,
+    read_entry,
+)
 from lienthong.services.audit.verify import (
     CHUNK_ENTRIES,
     AuditCopy,
@@ -79,8 +87,9 @@ class ExportBuilder:
     ``verify.kafka_chunks`` and copy files give them), any chunking; stop once ``done`` (the
     partition holding the dossier has ended: the export never needs the partitions after it),
     then ``result``. It holds the checkpoints, the dossier's own entries and records, and the
-    32-byte body hash of every entry from the dossier's first one on, in a spool that stays in
-    memory up to ``spool_bytes`` (131,072 entries by default) and goes to a temporary file
+    link of every entry from the dossier's first one on (its version, body hash and dossier
+    digest: 65 bytes), in a spool that stays in memory up to ``spool_bytes`` (64,527 entries
+    by default) and goes to a temporary file
     beyond; the entries themselves, and everything before the dossier's first entry, pass.
     The export runs up to the first signed checkpoint covering the dossier's last entry, which
     is known only at the partition's end, so the hashes after that last entry are kept until
@@ -122,7 +131,18 @@ class ExportBuilder:
                 found.add(self._seq, offsets[i], value)
             self._seq += 1
         if found is not None:
-            found.hashes.write(b"".join(map(body_hash, values[hash_from:])))
+            links = []
+            for k in range(hash_from, len(values)):
+                body, digest = link_of(values[k])
+                if digest is None:
+                    links.append(b"\x01" + body + ZERO)
+                    if found.first_v1 is None:
+                        found.first_v1 = self._seq - len(values) + k
+                else:
+                    links.append(b"\x02" + body + digest)
+                    if found.first_v2 is None:
+                        found.first_v2 = self._seq - len(values) + k
+            found.hashes.write(b"".join(links))
             found.written = self._seq
 
     def result(self) -> Export:
@@ -149,7 +169,9 @@ class ExportBuilder:
         # (the signature is checked against the key itself either way).
         public_key = self.public_key if "key_id" in self.public_key else {
             "key_id": cp["key_id"], **self.public_key}
-        document = {"format": EXPORT_FORMAT, "dossier": self.dossier,
+        v2 = found.first_v2 is not None and found.first_v2 <= end
+        document = {"format": EXPORT_FORMAT_V2 if v2 else EXPORT_FORMAT,
+                    "dossier": self.dossier,
                     "audit_topic": self.audit_topic, "partition": partition,
                     "segment": {"start_seq": found.first, "start_prev": found.start_prev,
                                 "links": _LINKS},
@@ -164,9 +186,11 @@ class _Found:
     partition: int
     first: int
     start_prev: str
-    hashes: IO[bytes]  # the body hash of every entry from ``first`` on, 32 bytes each
-    written: int = 0  # seq after the last entry whose hash is in ``hashes``
+    hashes: IO[bytes]  # from ``first`` on, per entry: its version, body hash, dossier digest
+    written: int = 0  # seq after the last entry whose link is in ``hashes``
     last: int = -1
+    first_v2: int | None = None  # the first entry of version 2 from ``first`` on
+    first_v1: int | None = None  # the first entry of version 1 from ``first`` on
     entries: dict[int, bytes] = field(default_factory=dict)  # the dossier's, by seq
     records: list[dict[str, Any]] = field(default_factory=list)
 
@@ -187,6 +211,7 @@ class _Found:
 
 _LINKS = "\x00links\x00"  # where the links go in the document, written one by one
 _READ_HASHES = 4096
+_LINK = 65  # a spooled link: version (1 or 2), body hash, dossier digest (zero for version 1)
 
 
 class Export:
@@ -211,19 +236,29 @@ class Export:
     def records(self) -> list[dict[str, Any]]:
         return self._found.records
 
+    @property
+    def complete(self) -> bool:
+        """Whether the export proves that none of the dossier's entries in its range is left
+        out (``chain.completeness``): no entry of the range is of version 1."""
+        first_v1 = self._found.first_v1
+        return first_v1 is None or first_v1 > self._end
+
     def links(self) -> Iterator[dict[str, str]]:
         found = self._found
         hashes = found.hashes
         hashes.seek(0)
         seq = found.first
         while seq <= self._end:
-            block = hashes.read(32 * min(_READ_HASHES, self._end + 1 - seq))
-            for k in range(0, len(block), 32):
+            block = hashes.read(_LINK * min(_READ_HASHES, self._end + 1 - seq))
+            for k in range(0, len(block), _LINK):
                 value = found.entries.get(seq)
                 if value is not None:
                     yield {"entry": base64.b64encode(value).decode()}
+                elif block[k] == 1:
+                    yield {"body_sha256": block[k + 1:k + 33].hex()}
                 else:
-                    yield {"body_sha256": block[k:k + 32].hex()}
+                    yield {"body_sha256": block[k + 1:k + 33].hex(),
+                           "dossier_sha256": block[k + 33:k + 65].hex()}
                 seq += 1
 
     def as_json(self) -> dict[str, Any]:
@@ -307,7 +342,15 @@ def _summary(record: dict[str, Any]) -> str:
     return f"{c.get('reason')} · {c.get('detail')}"
 
 
-def render_html(export: dict[str, Any]) -> str:
+_COMPLETE = ("Tính đầy đủ (completeness): mọi bản ghi trong đoạn chuỗi đều mang mã băm của số "
+             "hồ sơ, nên không bản ghi nào của hồ sơ này trong đoạn bị bỏ sót (no entry of this "
+             "dossier in the range is left out).")
+_NOT_PROVEN = ("Tính đầy đủ (completeness): chưa chứng minh được — đoạn chuỗi có bản ghi phiên "
+               "bản 1, không mang mã băm số hồ sơ (not proven: the range holds version-1 "
+               "entries, which carry no dossier digest).")
+
+
+def render_html(export: dict[str, Any], *, complete: bool = False) -> str:
     """The printable tracking slip with the proofs (Vietnamese, English in brackets)."""
     e = html.escape
     cp = export["checkpoint"]
@@ -336,6 +379,7 @@ mã băm đầu chuỗi (head) <code>{e(head['head'])}</code></p>
 <p>Khóa công khai Ed25519 của hệ thống (hub public key) {e(export['public_key']['key_id'])}:
 <code>{e(export['public_key']['ed25519'])}</code><br>Chữ ký (signature):
 <code>{e(cp['signature'])}</code></p>
+<p>{_COMPLETE if complete else _NOT_PROVEN}</p>
 <p class="noprint">Kiểm tra độc lập (check without the hub): <code>python chain.py
 {e(export['dossier'])}.json</code> — tệp <code>chain.py</code> chỉ cần Python 3.11 và thư viện
 <code>cryptography</code>; so khóa công khai với khóa do đơn vị vận hành công bố.</p>
@@ -348,4 +392,4 @@ def write_export(export: Export, json_path: Any, html_path: Any) -> None:
     with open(json_path, "w", encoding="utf-8") as f:
         export.write_json(f)
     with open(html_path, "w", encoding="utf-8") as f:
-        f.write(render_html(export.document))
+        f.write(render_html(export.document, complete=export.complete))
