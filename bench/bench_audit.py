@@ -13,10 +13,11 @@
   has resumed; beside the share it prints the chain's CPU per entry from then on (its start
   apart), and how long after the worker's last delivery the chain had chained everything.
 - **Verify rate.** ``--entries`` audit entries built with the one codec around real encoded
-  simulator events are checked by ``chain.verify_run`` (the code ``lienthong audit verify``
-  runs per partition), on one core, in memory: hashing over the pre-framed bytes only. Target
-  ≥ 200,000 entries/s. The rate of the whole ``audit verify`` from Kafka (reading included) on
-  the chained run is printed beside it.
+  simulator events (of version 2, and of version 1 in the same rounds:
+  ``--verify-rate-only`` runs this part alone) are checked by ``chain.verify_run`` (the
+  code ``lienthong audit verify`` runs per partition), on one core, in memory: hashing over
+  the pre-framed bytes only. Target ≥ 200,000 entries/s. The rate of the whole ``audit
+  verify`` from Kafka (reading included) on the chained run is printed beside it.
 - **Verify in bounded memory.** ``--entries`` entries over ``--partitions`` partitions, a
   signed checkpoint every 50,000, as a copy file and on a topic of the broker; each verify runs
   in a fresh interpreter and its peak RSS (``VmHWM``) less that of a bare one (same imports)
@@ -174,23 +175,32 @@ def worker_run(bootstrap: str, workdir: Path, events: list[dict[str, Any]], part
 
 
 def verify_rate(events: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """``chain.verify_run`` over ``n`` entries of version 2 (what the chain service writes)
+    and, in the same rounds, of version 1 (logs written before the dossier digest)."""
     contents = [codec.EVENTS.encode(e) for e in events[:5000]]
-    state, values = chain.ChainState(), []
     at = datetime.now(UTC)
-    for i in range(n):
-        e = contents[i % len(contents)]
-        value, state = append(state, Source("event", "dossier.events", 0, i, 0,
-                                            b"000.00.15.H99-20261125-0000001", e), at)
-        values.append(value)
-    size = sum(len(v) for v in values) / len(values)
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        result = chain.verify_run(values)
-        seconds = time.perf_counter() - t
-        assert result.ok and result.checked == n
-        best = max(best, n / seconds)
-    return {"entries": n, "mean_entry_bytes": round(size), "per_s": round(best)}
+    chains: dict[int, list[bytes]] = {}
+    for version in (1, 2):
+        state, values = chain.ChainState(), []
+        for i in range(n):
+            e = contents[i % len(contents)]
+            value, state = append(state, Source("event", "dossier.events", 0, i, 0,
+                                                b"000.00.15.H99-20261125-0000001", e), at,
+                                  version=version)
+            values.append(value)
+        chains[version] = values
+    best = {1: 0.0, 2: 0.0}
+    for _ in range(3):  # the versions alternate, so both see the same load
+        for version, values in chains.items():
+            t = time.perf_counter()
+            result = chain.verify_run(values)
+            seconds = time.perf_counter() - t
+            assert result.ok and result.checked == n
+            best[version] = max(best[version], n / seconds)
+    size = sum(len(v) for v in chains[2]) / n
+    return {"entries": n, "mean_entry_bytes": round(size), "per_s": round(best[2]),
+            "v1_per_s": round(best[1]),
+            "v1_mean_entry_bytes": round(sum(len(v) for v in chains[1]) / n)}
 
 
 # -- verify in bounded memory ------------------------------------------------------------------
@@ -498,6 +508,9 @@ def main() -> int:
     parser.add_argument("--verify-memory-only", action="store_true",
                         help="only the peak memory and rates of a streamed verify of --entries "
                         "(writes bench/results/audit_verify_memory.json)")
+    parser.add_argument("--verify-rate-only", action="store_true",
+                        help="only chain.verify_run's rate over --entries entries of version 2 "
+                        "and of version 1 (prints it, writes nothing)")
     parser.add_argument("--export-memory-only", action="store_true",
                         help="only the peak memory of a streamed export of one dossier from "
                         "--entries (writes bench/results/audit_export_memory.json)")
@@ -514,6 +527,12 @@ def main() -> int:
         print_table("audit verify in bounded memory (same run)", figures)
         print(f"  results: {write_results('audit_verify_memory', figures, mem)}")
         return 0
+    if args.verify_rate_only:
+        verify = verify_rate(events, args.entries)
+        print(f"  verify: {verify['entries']:,} entries, version 2 ({verify['mean_entry_bytes']} "
+              f"B) {verify['per_s']:,}/s, version 1 ({verify['v1_mean_entry_bytes']} B) "
+              f"{verify['v1_per_s']:,}/s")
+        return 0
     if args.export_memory_only:
         with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp, \
                 kafka_cluster() as bootstrap:
@@ -526,7 +545,7 @@ def main() -> int:
         return 0
     verify = verify_rate(events, args.entries)
     print(f"  verify: {verify['entries']:,} entries of {verify['mean_entry_bytes']} B at "
-          f"{verify['per_s']:,}/s")
+          f"{verify['per_s']:,}/s (version 1: {verify['v1_per_s']:,}/s)")
     with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp, \
             kafka_cluster() as bootstrap:
         key = create_audit_key(Path(tmp) / "audit-bench.pem").key_id
@@ -573,7 +592,9 @@ def main() -> int:
                     f"chain {chained['chain_cpu_us_per_entry']} µs CPU/entry, caught up "
                     f"{chained['chain_caught_up_s_after_worker']} s after the worker"),
         Figure("audit verify, one core, in memory", verify["per_s"], "/s", TARGET_VERIFY,
-               note=f"from Kafka incl. reading: {chained['verify_from_kafka_per_s']:,}/s"),
+               note=f"entries of version 2; version 1 in the same rounds "
+                    f"{verify['v1_per_s']:,}/s; from Kafka incl. reading: "
+                    f"{chained['verify_from_kafka_per_s']:,}/s"),
         Figure("receipt round trip p99", trips["p99_ms"], "ms", TARGET_RECEIPT_MS,
                higher_is_better=False, note=f"p50 {trips['p50_ms']} ms"),
         *verify_memory_figures(mem),
