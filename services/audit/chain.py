@@ -171,12 +171,14 @@ def verify_run(values: Iterable[bytes], start: ChainState = ChainState(), *,
                check_content: bool = True, continued: bool = False) -> Verified:
     """Check entries in partition order from ``start``; stop at the first that does not match.
 
-    For each entry: the fixed layout; ``prev`` equals the chain hash so far; with
-    ``check_content``, SHA-256 of ``content`` equals ``content_sha256``. A removed, inserted or
-    reordered entry breaks ``prev`` at the first entry after the change; an altered byte breaks
-    the content hash (in ``content`` or ``content_sha256``), the entry's own ``prev`` (in
-    ``prev``) or the next entry's ``prev`` (anywhere else; named as the altered entry, ``seq -
-    1`` of the entry that sees it). ``continued`` says ``values`` go on a run already checked
+    For each entry: the fixed layout and a known version; ``prev`` equals the chain hash so
+    far; with ``check_content``, SHA-256 of ``content`` equals ``content_sha256`` and, for
+    version 2, ``dossier_sha256`` is that of ``dossier``. A removed, inserted or reordered
+    entry breaks ``prev`` at the first entry after the change; an altered byte breaks the
+    content hash (in ``content`` or ``content_sha256``), the dossier digest's (in those two
+    fields of a version-2 entry: ``dossier_mismatch``), the entry's own ``prev`` (in ``prev``)
+    or the next entry's ``prev`` (anywhere else; named as the altered entry, ``seq - 1`` of the
+    entry that sees it). ``continued`` says ``values`` go on a run already checked
     up to ``start`` (a long chain read in chunks), so a wrong ``prev`` at the first of them is
     named as the entry before it, exactly as in one run.
     """
