@@ -80,6 +80,19 @@ def logged_at_field(logged_at: datetime) -> bytes:
     return _string(logged_at.isoformat())
 
 
+def _dossier_field(key: bytes | None) -> bytes:
+    """The encoded ``dossier`` union of a record's key: its string when the key is UTF-8 text
+    (valid UTF-8 is its own encoding: the key's bytes are the string's), else null."""
+    if key:
+        try:
+            key.decode("utf-8")
+        except UnicodeDecodeError:
+            return _NO_DOSSIER
+        n = len(key)
+        return b"\x02" + (ZZ[n] if n < _SMALL else zigzag_varint(n)) + key
+    return _NO_DOSSIER
+
+
 def append_run(state: ChainState, kind: str, topic: str, partition: int,
                records: Iterable[SourceRecord], logged_at: bytes, *,
                version: int = 2) -> tuple[list[bytes], ChainState]:
@@ -103,17 +116,8 @@ def append_run(state: ChainState, kind: str, topic: str, partition: int,
     for record in records:
         content = record.value or b""
         key = record.key
-        dossier = _NO_DOSSIER
-        digest = no_digest
-        if key:
-            try:
-                key.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-            else:  # valid UTF-8 is its own encoding: the key's bytes are the string's
-                n = len(key)
-                dossier = b"\x02" + (zz[n] if n < small else zigzag_varint(n)) + key
-                digest = b"\x40" + sha(key).digest()
+        dossier = _dossier_field(key)
+        digest = no_digest if dossier is _NO_DOSSIER else b"\x40" + sha(key or b"").digest()
         n, offset, stamp = len(content), record.offset, record.timestamp
         body = b"".join((
             b"\x40", sha(content).digest(), zz[n] if n < small else zigzag_varint(n), content,
@@ -139,16 +143,7 @@ def _append_run_v1(state: ChainState, kind: str, topic: str, partition: int,
     out: list[bytes] = []
     for record in records:
         content = record.value or b""
-        key = record.key
-        dossier = _NO_DOSSIER
-        if key:
-            try:
-                key.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-            else:  # valid UTF-8 is its own encoding: the key's bytes are the string's
-                n = len(key)
-                dossier = b"\x02" + (zz[n] if n < small else zigzag_varint(n)) + key
+        dossier = _dossier_field(record.key)
         n, offset, stamp = len(content), record.offset, record.timestamp
         body = b"".join((
             b"\x40", sha(content).digest(), zz[n] if n < small else zigzag_varint(n), content,

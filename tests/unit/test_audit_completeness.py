@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import datetime
 from typing import Any
 
 from hypothesis import given, settings
@@ -12,10 +13,12 @@ from hypothesis import strategies as st
 
 from lienthong.schemas import codec, registry
 from lienthong.services.audit import chain
-from lienthong.services.audit.chain import verify_run
+from lienthong.services.audit.chain import ChainState, verify_run
+from lienthong.services.audit.entries import Source, append
 from lienthong.services.audit.export import ExportBuilder
 from lienthong.services.audit.service import state_after
 from lienthong.services.audit.verify import LogChecker
+from tests.unit.test_audit_chain import dossier_of, instants, sources, states
 from tests.unit.test_audit_export_stream import DOSSIERS, PUBLIC, build, log
 
 CODE = DOSSIERS[0]
@@ -138,3 +141,22 @@ def test_an_export_across_the_upgrade_proves_completeness_only_from_the_whole_ra
         f"proven for partition 0 entries 1–5: every entry carries its dossier digest, and "
         f"each of the 3 about {CODE} is given in full (entries before 1 and after the signed "
         "head are not covered)")
+
+
+V1_CODEC = codec.Codec("audit_entry", reader_version=1)
+
+
+@settings(max_examples=100)
+@given(states, sources, instants)
+def test_an_entry_of_version_1_is_still_the_bytes_the_first_schema_gives(
+        state: ChainState, source: Source, at: datetime) -> None:
+    value, after = append(state, source, at, version=1)
+    dossier = dossier_of(source)
+    assert value == V1_CODEC.encode({
+        "prev": state.head, "content_sha256": hashlib.sha256(source.value).digest(),
+        "content": source.value, "seq": state.seq, "source_kind": source.kind,
+        "source_topic": source.topic, "source_partition": source.partition,
+        "source_offset": source.offset, "source_timestamp_ms": source.timestamp_ms,
+        "dossier": dossier, "logged_at": at.isoformat()}, validate=False)
+    assert after == ChainState(state.seq + 1,
+                               chain.chain_hash(state.head, chain.body_hash(value)))
