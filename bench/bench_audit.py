@@ -13,10 +13,11 @@
   has resumed; beside the share it prints the chain's CPU per entry from then on (its start
   apart), and how long after the worker's last delivery the chain had chained everything.
 - **Verify rate.** ``--entries`` audit entries built with the one codec around real encoded
-  simulator events are checked by ``chain.verify_run`` (the code ``lienthong audit verify``
-  runs per partition), on one core, in memory: hashing over the pre-framed bytes only. Target
-  ≥ 200,000 entries/s. The rate of the whole ``audit verify`` from Kafka (reading included) on
-  the chained run is printed beside it.
+  simulator events (of version 2, and of version 1 in the same rounds:
+  ``--verify-rate-only`` runs this part alone) are checked by ``chain.verify_run`` (the
+  code ``lienthong audit verify`` runs per partition), on one core, in memory: hashing over
+  the pre-framed bytes only. Target ≥ 200,000 entries/s. The rate of the whole ``audit
+  verify`` from Kafka (reading included) on the chained run is printed beside it.
 - **Verify in bounded memory.** ``--entries`` entries over ``--partitions`` partitions, a
   signed checkpoint every 50,000, as a copy file and on a topic of the broker; each verify runs
   in a fresh interpreter and its peak RSS (``VmHWM``) less that of a bare one (same imports)
@@ -25,6 +26,13 @@
   whatever the log's size; the streamed checker's in-memory rate keeps the ≥ 200,000/s target,
   the rates from the copy and from Kafka (reading included) are printed beside it.
   ``--verify-memory-only`` runs this part alone.
+- **Export in bounded memory.** ``--entries`` entries of 1,000 dossiers over
+  ``--partitions`` partitions (a dossier on one partition), the same checkpoints; one
+  dossier, every 1,000th entry, is exported — its range is its whole partition — in a fresh
+  interpreter each: the whole log read first and the document built whole (as before) vs
+  streamed (``lienthong audit export --copy`` and from Kafka), peak RSS above a bare one.
+  The three ``CODE.json`` must be the same bytes and verify. Target ≤ 64 MB as for verify.
+  ``--export-memory-only`` runs this part alone.
 - **Receipt round trip.** ``--receipts`` hand-off deliveries produced one by one (20/s) to the
   delivery service, which POSTs them to the agency doubles on 127.0.0.1; each round trip is
   the receipt record's timestamp on ``receipts`` minus the delivery's produce time. DESIGN has
@@ -46,6 +54,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -166,23 +175,32 @@ def worker_run(bootstrap: str, workdir: Path, events: list[dict[str, Any]], part
 
 
 def verify_rate(events: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """``chain.verify_run`` over ``n`` entries of version 2 (what the chain service writes)
+    and, in the same rounds, of version 1 (logs written before the dossier digest)."""
     contents = [codec.EVENTS.encode(e) for e in events[:5000]]
-    state, values = chain.ChainState(), []
     at = datetime.now(UTC)
-    for i in range(n):
-        e = contents[i % len(contents)]
-        value, state = append(state, Source("event", "dossier.events", 0, i, 0,
-                                            b"000.00.15.H99-20261125-0000001", e), at)
-        values.append(value)
-    size = sum(len(v) for v in values) / len(values)
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        result = chain.verify_run(values)
-        seconds = time.perf_counter() - t
-        assert result.ok and result.checked == n
-        best = max(best, n / seconds)
-    return {"entries": n, "mean_entry_bytes": round(size), "per_s": round(best)}
+    chains: dict[int, list[bytes]] = {}
+    for version in (1, 2):
+        state, values = chain.ChainState(), []
+        for i in range(n):
+            e = contents[i % len(contents)]
+            value, state = append(state, Source("event", "dossier.events", 0, i, 0,
+                                                b"000.00.15.H99-20261125-0000001", e), at,
+                                  version=version)
+            values.append(value)
+        chains[version] = values
+    best = {1: 0.0, 2: 0.0}
+    for _ in range(3):  # the versions alternate, so both see the same load
+        for version, values in chains.items():
+            t = time.perf_counter()
+            result = chain.verify_run(values)
+            seconds = time.perf_counter() - t
+            assert result.ok and result.checked == n
+            best[version] = max(best[version], n / seconds)
+    size = sum(len(v) for v in chains[2]) / n
+    return {"entries": n, "mean_entry_bytes": round(size), "per_s": round(best[2]),
+            "v1_per_s": round(best[1]),
+            "v1_mean_entry_bytes": round(sum(len(v) for v in chains[1]) / n)}
 
 
 # -- verify in bounded memory ------------------------------------------------------------------
@@ -223,28 +241,56 @@ def child_verify(mode: str, arg: str, topics: tuple[str, str], pub: bytes) -> di
     return result
 
 
-def verify_memory(events: list[dict[str, Any]], n: int, bootstrap: str, workdir: Path,
-                  partitions: int) -> dict[str, Any]:
-    """Peak memory of ``audit verify`` from a copy of ``n`` entries: the whole log read first
-    (``read_copy`` + ``verify_log``, as before) vs streamed (``verify_copy_file``); the rates
-    from the copy and from Kafka, and the streamed checker's in-memory rate."""
+def signed_log(events: list[dict[str, Any]], n: int, partitions: int,
+               dossier_of: Callable[[int], bytes]
+               ) -> tuple[dict[int, list[bytes]], list[bytes], bytes]:
+    """``n`` entries of real encoded simulator events, entry ``i`` on partition ``i %
+    partitions`` about ``dossier_of(i)``, a signed checkpoint every 50,000 and at the end; the
+    chains, the checkpoints and the public key."""
     contents = [codec.EVENTS.encode(e) for e in events[:5000]]
     at = datetime.now(UTC)
     chains: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
     states = {p: chain.ChainState() for p in range(partitions)}
     key = Ed25519PrivateKey.generate()
-    pub = key.public_key().public_bytes_raw()
     checkpoints: list[bytes] = []
     for i in range(n):
         p = i % partitions
         value, states[p] = append(states[p], Source("event", "dossier.events", p, i, 0,
-                                                    b"000.00.15.H99-20261125-0000001",
+                                                    dossier_of(i),
                                                     contents[i % len(contents)]), at)
         chains[p].append(value)
         if (i + 1) % 50_000 == 0 or i + 1 == n:  # a signed checkpoint every 50,000 entries
             checkpoints.append(codec.AUDIT_CHECKPOINTS.encode(chain.sign_checkpoint(
                 key, "bench", "audit.log", f"2026-11-25T00:00:{len(checkpoints):02d}+00:00",
                 dict(states))))
+    return chains, checkpoints, key.public_key().public_bytes_raw()
+
+
+def on_broker(bootstrap: str, workdir: Path, chains: dict[int, list[bytes]],
+              checkpoints: list[bytes]) -> BenchHub:
+    """A fresh hub whose audit topics hold ``chains`` and ``checkpoints``."""
+    hub = BenchHub(bootstrap, workdir, len(chains))
+    hub.workdir.mkdir(parents=True)
+    hub.create_topics()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=50,
+                             batch_size=1 << 20)
+    for p, values in chains.items():
+        for value in values:
+            producer.send(hub.names.audit_log, value=value, partition=p)
+    for value in checkpoints:
+        producer.send(hub.names.audit_checkpoints, value=value, partition=0)
+    producer.flush(120)
+    producer.close()
+    return hub
+
+
+def verify_memory(events: list[dict[str, Any]], n: int, bootstrap: str, workdir: Path,
+                  partitions: int) -> dict[str, Any]:
+    """Peak memory of ``audit verify`` from a copy of ``n`` entries: the whole log read first
+    (``read_copy`` + ``verify_log``, as before) vs streamed (``verify_copy_file``); the rates
+    from the copy and from Kafka, and the streamed checker's in-memory rate."""
+    chains, checkpoints, pub = signed_log(events, n, partitions,
+                                          lambda i: b"000.00.15.H99-20261125-0000001")
     path = workdir / "audit-copy.jsonl"
     workdir.mkdir(parents=True, exist_ok=True)
     write_copy(AuditCopy("audit.log", {p: list(enumerate(v)) for p, v in chains.items()},
@@ -259,18 +305,7 @@ def verify_memory(events: list[dict[str, Any]], n: int, bootstrap: str, workdir:
                 checker.feed(p, range(i, i + len(part)), part)
         assert checker.report().ok
         best = max(best, n / (time.perf_counter() - t))
-    hub = BenchHub(bootstrap, workdir / "hub", partitions)
-    hub.workdir.mkdir(parents=True)
-    hub.create_topics()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=50,
-                             batch_size=1 << 20)
-    for p, values in chains.items():
-        for value in values:
-            producer.send(hub.names.audit_log, value=value, partition=p)
-    for value in checkpoints:
-        producer.send(hub.names.audit_checkpoints, value=value, partition=0)
-    producer.flush(120)
-    producer.close()
+    hub = on_broker(bootstrap, workdir / "hub", chains, checkpoints)
     del chains
     names = (hub.names.audit_log, hub.names.audit_checkpoints)
     runs = {mode: child_verify(mode, bootstrap if mode == "kafka" else str(path), names, pub)
@@ -308,6 +343,103 @@ def print_verify_memory(mem: dict[str, Any]) -> None:
           f"{mem['kafka']['max_rss_mb']} MB; rates copy whole {mem['whole']['per_s']:,}/s, "
           f"streamed {mem['stream']['per_s']:,}/s, Kafka {mem['kafka']['per_s']:,}/s, checker "
           f"in memory {mem['streamed_in_memory_per_s']:,}/s")
+
+
+# -- export in bounded memory ------------------------------------------------------------------
+
+_EXPORT_CHILD = """
+import json, sys, time
+from pathlib import Path
+from lienthong.services.audit import export as ex
+from lienthong.services.audit.verify import read_copy
+mode, arg, topics, dossier, out = sys.argv[1], sys.argv[2], sys.argv[3].split(","), \\
+    sys.argv[4], Path(sys.argv[5])
+key = {"key_id": "bench", "ed25519": sys.argv[6]}
+t = time.perf_counter()
+records = 0
+if mode == "whole":  # as before: the whole log read, the document built whole, then dumped
+    document = ex.build_export(read_copy(Path(arg)), dossier, key)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(document, f, ensure_ascii=False, indent=1)
+    records = len(document["records"])
+elif mode in ("stream", "kafka"):
+    export = ex.export_copy_file(Path(arg), dossier, key) if mode == "stream" else \\
+        ex.export_kafka(arg, topics[0], topics[1], dossier, key)
+    with export:
+        ex.write_export(export, out, out.with_name(out.name + ".html"))
+        records = len(export.records)
+seconds = time.perf_counter() - t
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status")
+           if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "records": records, "max_rss_kib": hwm}))
+"""
+
+EXPORTED = 1  # the dossier exported: every 1,000th entry from entry 1 on, so one partition
+
+
+def export_dossier(i: int) -> bytes:
+    """Entry ``i``'s dossier: one of 1,000 (each on one partition when 1,000 divides by the
+    partition count, as the chain puts a dossier's records on one partition)."""
+    return f"000.00.15.H99-20261125-{i % 1000:07d}".encode()
+
+
+def child_export(mode: str, arg: str, topics: tuple[str, str], dossier: str, out: Path,
+                 pub: bytes) -> dict[str, Any]:
+    """One export in a fresh interpreter: its time, records and peak RSS (``VmHWM``)."""
+    result: dict[str, Any] = json.loads(subprocess.run(
+        [sys.executable, "-c", _EXPORT_CHILD, mode, arg, ",".join(topics), dossier, str(out),
+         pub.hex()], stdout=subprocess.PIPE, check=True, timeout=900).stdout)
+    result["max_rss_mb"] = round(result.pop("max_rss_kib") / 1024, 1)
+    return result
+
+
+def export_memory(events: list[dict[str, Any]], n: int, bootstrap: str, workdir: Path,
+                  partitions: int) -> dict[str, Any]:
+    """Peak memory of ``audit export`` of one dossier from a log of ``n`` entries of 1,000
+    dossiers: the whole log read first and the document built whole (as before) vs streamed
+    from the copy and from Kafka; the three CODE.json must be the same bytes."""
+    chains, checkpoints, pub = signed_log(events, n, partitions, export_dossier)
+    workdir.mkdir(parents=True, exist_ok=True)
+    hub = on_broker(bootstrap, workdir / "hub", chains, checkpoints)
+    path = workdir / "audit-copy.jsonl"  # a copy of that topic, under its name
+    write_copy(AuditCopy(hub.names.audit_log, {p: list(enumerate(v))
+                                               for p, v in chains.items()}, checkpoints), path)
+    del chains
+    names = (hub.names.audit_log, hub.names.audit_checkpoints)
+    dossier = export_dossier(EXPORTED).decode()
+    runs = {mode: child_export(mode, bootstrap if mode == "kafka" else str(path), names,
+                               dossier, workdir / f"{mode}.json", pub)
+            for mode in ("bare", "whole", "stream", "kafka")}
+    whole = (workdir / "whole.json").read_bytes()
+    document = json.loads(whole)
+    assert chain.verify_export(document) == [], "the export does not verify"
+    for mode in ("stream", "kafka"):
+        assert (workdir / f"{mode}.json").read_bytes() == whole, f"{mode} export differs"
+    for mode in ("whole", "stream", "kafka"):
+        runs[mode]["above_bare_mb"] = round(runs[mode]["max_rss_mb"]
+                                            - runs["bare"]["max_rss_mb"], 1)
+    return {"entries": n, "copy_mb": round(path.stat().st_size / 2**20, 1),
+            "records": len(document["records"]), "links": len(document["segment"]["links"]),
+            "export_mb": round(len(whole) / 2**20, 1), "chunk_entries": CHUNK_ENTRIES, **runs}
+
+
+def export_memory_figures(mem: dict[str, Any]) -> list[Figure]:
+    return [Figure("audit export --copy peak memory, streamed", mem["stream"]["above_bare_mb"],
+                   "MB", TARGET_VERIFY_MB, higher_is_better=False,
+                   note=f"{mem['records']} records over {mem['links']:,} links "
+                        f"({mem['export_mb']} MB JSON) of {mem['entries']:,} entries "
+                        f"({mem['copy_mb']} MB copy); whole log read first (before): "
+                        f"{mem['whole']['above_bare_mb']} MB; from Kafka streamed "
+                        f"{mem['kafka']['above_bare_mb']} MB; the three files identical")]
+
+
+def print_export_memory(mem: dict[str, Any]) -> None:
+    print(f"  export memory: {mem['records']} records, {mem['links']:,} links, "
+          f"{mem['export_mb']} MB JSON from {mem['entries']:,} entries; peak RSS bare "
+          f"{mem['bare']['max_rss_mb']} MB, whole log {mem['whole']['max_rss_mb']} MB "
+          f"({mem['whole']['seconds']:.1f} s), streamed copy {mem['stream']['max_rss_mb']} MB "
+          f"({mem['stream']['seconds']:.1f} s), streamed Kafka {mem['kafka']['max_rss_mb']} MB "
+          f"({mem['kafka']['seconds']:.1f} s)")
 
 
 async def receipt_round_trip(bootstrap: str, workdir: Path, n: int) -> dict[str, Any]:
@@ -376,6 +508,12 @@ def main() -> int:
     parser.add_argument("--verify-memory-only", action="store_true",
                         help="only the peak memory and rates of a streamed verify of --entries "
                         "(writes bench/results/audit_verify_memory.json)")
+    parser.add_argument("--verify-rate-only", action="store_true",
+                        help="only chain.verify_run's rate over --entries entries of version 2 "
+                        "and of version 1 (prints it, writes nothing)")
+    parser.add_argument("--export-memory-only", action="store_true",
+                        help="only the peak memory of a streamed export of one dossier from "
+                        "--entries (writes bench/results/audit_export_memory.json)")
     args = parser.parse_args()
     events = province_events(args.events)
     print(f"audit bench: {len(events):,} simulator events; machine {machine()}")
@@ -389,9 +527,25 @@ def main() -> int:
         print_table("audit verify in bounded memory (same run)", figures)
         print(f"  results: {write_results('audit_verify_memory', figures, mem)}")
         return 0
+    if args.verify_rate_only:
+        verify = verify_rate(events, args.entries)
+        print(f"  verify: {verify['entries']:,} entries, version 2 ({verify['mean_entry_bytes']} "
+              f"B) {verify['per_s']:,}/s, version 1 ({verify['v1_mean_entry_bytes']} B) "
+              f"{verify['v1_per_s']:,}/s")
+        return 0
+    if args.export_memory_only:
+        with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp, \
+                kafka_cluster() as bootstrap:
+            exp = export_memory(events, args.entries, bootstrap, Path(tmp) / "export",
+                                args.partitions)
+        print_export_memory(exp)
+        figures = export_memory_figures(exp)
+        print_table("audit export in bounded memory (same run)", figures)
+        print(f"  results: {write_results('audit_export_memory', figures, exp)}")
+        return 0
     verify = verify_rate(events, args.entries)
     print(f"  verify: {verify['entries']:,} entries of {verify['mean_entry_bytes']} B at "
-          f"{verify['per_s']:,}/s")
+          f"{verify['per_s']:,}/s (version 1: {verify['v1_per_s']:,}/s)")
     with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp, \
             kafka_cluster() as bootstrap:
         key = create_audit_key(Path(tmp) / "audit-bench.pem").key_id
@@ -424,6 +578,9 @@ def main() -> int:
         mem = verify_memory(events, args.entries, bootstrap, Path(tmp) / "memory",
                             args.partitions)
         print_verify_memory(mem)
+        exp = export_memory(events, args.entries, bootstrap, Path(tmp) / "export",
+                            args.partitions)
+        print_export_memory(exp)
         print(f"  receipts: {trips['receipts']} of {trips['sent']}, p50 {trips['p50_ms']} ms")
     share = chained["worker_per_s"] / alone["worker_per_s"] * 100
     pairs = [round(c["worker_per_s"] / a["worker_per_s"] * 100, 1)
@@ -435,10 +592,13 @@ def main() -> int:
                     f"chain {chained['chain_cpu_us_per_entry']} µs CPU/entry, caught up "
                     f"{chained['chain_caught_up_s_after_worker']} s after the worker"),
         Figure("audit verify, one core, in memory", verify["per_s"], "/s", TARGET_VERIFY,
-               note=f"from Kafka incl. reading: {chained['verify_from_kafka_per_s']:,}/s"),
+               note=f"entries of version 2; version 1 in the same rounds "
+                    f"{verify['v1_per_s']:,}/s; from Kafka incl. reading: "
+                    f"{chained['verify_from_kafka_per_s']:,}/s"),
         Figure("receipt round trip p99", trips["p99_ms"], "ms", TARGET_RECEIPT_MS,
                higher_is_better=False, note=f"p50 {trips['p50_ms']} ms"),
         *verify_memory_figures(mem),
+        *export_memory_figures(exp),
     ]
     print_table("audit chain and receipts (same broker, same run)", figures)
     path = write_results("audit", figures, {"alone": alone, "chained": chained,
@@ -447,7 +607,7 @@ def main() -> int:
                                                                        strict=True)],
                                             "share_per_round_pct": pairs,
                                             "verify": verify, "receipts": trips,
-                                            "verify_memory": mem})
+                                            "verify_memory": mem, "export_memory": exp})
     print(f"  results: {path}")
     return 0
 

@@ -29,8 +29,9 @@ Canonical forms:
 - alert and dead letter: every field present, null where the schema allows; an alert's
   ``cause`` (version 2) is left out when null, so alerts without one read as they always did.
 - receipt, awaited receipt, audit entry and audit checkpoint: every field present; hashes in
-  audit entries are 32 raw bytes (``prev``, ``content_sha256``), and the source record's bytes
-  are ``content``.
+  audit entries are 32 raw bytes (``prev``, ``content_sha256`` and, from version 2,
+  ``dossier_sha256``; a version-1 entry reads with it empty), and the source record's bytes are
+  ``content``.
 
 Instants (``at``, ``due_at``…) are Avro strings holding the ISO-8601 text exactly as sent, so the
 offset (+07:00 for the sample province) survives and decoding costs nothing; they are checked to
@@ -434,8 +435,18 @@ RECEIPTS_EXPECTED = Codec("receipt_expected", specific={
     "delivery_id": identifier, "destination": agency, "dossier": dossier, "kind": identifier,
     "due_at": instant, "partition": _whole(_INT, 0),
 })
-AUDIT_ENTRIES = Codec("audit_entry", specific={
-    "prev": _hash32, "content_sha256": _hash32, "seq": _whole(_LONG, 0),
+def _audit_entry_from_wire(record: dict[str, Any]) -> dict[str, Any]:
+    # A version-1 entry read as version 2 gets the schema's default, which fastavro gives as
+    # the JSON text ("") rather than bytes; Avro's bytes defaults are code points 0-255.
+    digest = record.get("dossier_sha256")
+    if isinstance(digest, str):
+        record["dossier_sha256"] = digest.encode("latin-1")
+    return record
+
+
+AUDIT_ENTRIES = Codec("audit_entry", from_wire=_audit_entry_from_wire, specific={
+    "prev": _hash32, "content_sha256": _hash32, "dossier_sha256": _hash32,
+    "seq": _whole(_LONG, 0),
     "source_kind": identifier, "source_topic": topic_name,
     "source_partition": _whole(_INT, 0), "source_offset": _whole(_LONG, 0),
     "source_timestamp_ms": _whole(_LONG, -1), "dossier": text(), "logged_at": instant,

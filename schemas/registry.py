@@ -31,7 +31,7 @@ VERSIONS: dict[str, tuple[str, ...]] = {
     "deadletter": ("v1/deadletter.avsc",),
     "receipt": ("v1/receipt.avsc",),
     "receipt_expected": ("v1/receipt_expected.avsc",),
-    "audit_entry": ("v1/audit_entry.avsc",),
+    "audit_entry": ("v1/audit_entry.avsc", "v2/audit_entry.avsc"),
     "audit_checkpoint": ("v1/audit_checkpoint.avsc",),
 }
 

@@ -17,9 +17,11 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from lienthong.schemas import topics
+from lienthong.services.progress import ProgressBar, clock_text
 from lienthong.services.settings import Settings
 
 CHUNK_ENTRIES = 20_000  # = verify.CHUNK_ENTRIES, not imported: --help stays free of Kafka
@@ -124,13 +126,17 @@ def _names() -> topics.TopicNames:
     return topics.names(Settings.from_env())
 
 
-def _read(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from lienthong.services.audit.verify import read_copy, read_log
+def _progress(label: str) -> ProgressBar:
+    """The bar of a long read: redrawn on stderr when it is a terminal; either way its summary
+    is stderr's last line."""
+    return ProgressBar(label, 0, tty_only=True)
 
-    if getattr(args, "copy", None):
-        return read_copy(args.copy)
-    n = _names()
-    return read_log(_bootstrap(args), n.audit_log, n.audit_checkpoints)
+
+def _summary(action: str, bar: ProgressBar, what: str, entries: int | None = None) -> str:
+    seconds = time.monotonic() - bar.started
+    took = f"{seconds:.1f} s" if seconds < 60 else clock_text(seconds)
+    rate = f", {entries / max(seconds, 1e-6):,.0f} entries/s" if entries is not None else ""
+    return f"{action}: {what} in {took}{rate}"
 
 
 def _bootstrap(args: argparse.Namespace) -> str:
@@ -154,8 +160,11 @@ def run(args: argparse.Namespace) -> int:
             from lienthong.services.audit.verify import stream_copy
 
             n = _names()
-            entries, checkpoints = stream_copy(_bootstrap(args), n.audit_log,
-                                               n.audit_checkpoints, args.out)
+            with _progress("audit copy") as bar:
+                entries, checkpoints = stream_copy(_bootstrap(args), n.audit_log,
+                                                   n.audit_checkpoints, args.out, progress=bar)
+                bar.summary = _summary("audit copy", bar, f"{entries:,} entries and "
+                                       f"{checkpoints} checkpoints written to {args.out}", entries)
             print(f"{entries} entries and {checkpoints} checkpoints written to {args.out}")
             return 0
         if args.action == "verify":
@@ -163,33 +172,61 @@ def run(args: argparse.Namespace) -> int:
 
             pub = _public_key(args)
             raw = pub[1] if pub else None
-            if args.copy:
-                report = verify_copy_file(args.copy, raw, chunk_entries=CHUNK_ENTRIES)
-            else:
-                n = _names()
-                report = verify_kafka(_bootstrap(args), n.audit_log, n.audit_checkpoints, raw,
-                                      chunk_entries=CHUNK_ENTRIES)
+            with _progress("audit verify") as bar:
+                if args.copy:
+                    report = verify_copy_file(args.copy, raw, chunk_entries=CHUNK_ENTRIES,
+                                              progress=bar)
+                else:
+                    n = _names()
+                    report = verify_kafka(_bootstrap(args), n.audit_log, n.audit_checkpoints,
+                                          raw, chunk_entries=CHUNK_ENTRIES, progress=bar)
+                bar.summary = _summary(
+                    "audit verify", bar, f"{report.entries:,} entries of {report.partitions} "
+                    f"partition{'' if report.partitions == 1 else 's'} and "
+                    f"{report.checkpoints} checkpoints checked: "
+                    + ("ok" if report.ok else f"{len(report.problems)} problems"),
+                    report.entries)
             out = report.as_json()
             out["rate_entries_per_s"] = round(report.entries / report.seconds) \
                 if report.seconds > 0 else None
             print(json.dumps(out, ensure_ascii=False, indent=1))
             return 0 if report.ok else 1
         if args.action == "export":
-            from lienthong.services.audit.export import build_export, write_export
+            from lienthong.services.audit.export import (
+                export_copy_file,
+                export_kafka,
+                write_export,
+            )
 
             pub = _public_key(args)
             if pub is None:
                 return _fail("the export needs the hub's audit key (--audit-key or "
                              "LIENTHONG_AUDIT_KEY) or --public-key")
-            export = build_export(_read(args), args.dossier,
-                                  {"key_id": pub[0], "ed25519": pub[1].hex()})
-            args.out.mkdir(parents=True, exist_ok=True)
+            # --public-key alone does not name the key: the export takes the checkpoint's name
+            public_key = {"ed25519": pub[1].hex()} if args.public_key else {
+                "key_id": pub[0], "ed25519": pub[1].hex()}
             # Not with_suffix: dossier codes have dots of their own.
             json_path = args.out / f"{args.dossier}.json"
             html_path = args.out / f"{args.dossier}.html"
-            write_export(export, json_path, html_path)
-            print(f"{len(export['records'])} records of {args.dossier} written to "
-                  f"{json_path} and {html_path}")
+            with _progress("audit export") as bar:
+                if args.copy:
+                    export = export_copy_file(args.copy, args.dossier, public_key,
+                                              chunk_entries=CHUNK_ENTRIES, progress=bar)
+                else:
+                    n = _names()
+                    export = export_kafka(_bootstrap(args), n.audit_log, n.audit_checkpoints,
+                                          args.dossier, public_key,
+                                          chunk_entries=CHUNK_ENTRIES, progress=bar)
+                with export:
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    write_export(export, json_path, html_path)
+                records = len(export.records)
+                complete = "proven" if export.complete else "not proven (version-1 entries)"
+                bar.summary = _summary("audit export", bar, f"{records} records of "
+                                       f"{args.dossier} written to {json_path} and "
+                                       f"{html_path}, completeness {complete}")
+            print(f"{records} records of {args.dossier} written to {json_path} and "
+                  f"{html_path}")
             return 0
     except FileExistsError as exc:
         return _fail(f"{exc.filename} exists; a key is never overwritten")

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lienthong.schemas import codec
+from lienthong.schemas import codec, registry
 from lienthong.schemas.compiled import ZZ, zigzag_varint
-from lienthong.services.audit.chain import ChainState
+from lienthong.services.audit.chain import ZERO, ChainState
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,10 @@ class SourceRecord(Protocol):
 # is the one ``chain.py`` documents and ``codec.AUDIT_ENTRIES`` writes, byte for byte
 # (tests/unit/test_audit_chain.py proves it for any record): V[0:11] is fixed, then ``prev``,
 # then 0x40 and ``content_sha256``, then ``content`` and the other fields in schema order.
-_OPENING = codec.MAGIC + codec.AUDIT_ENTRIES.fingerprint + b"\x40"  # V[0:11]
+_OPENING = codec.MAGIC + codec.AUDIT_ENTRIES.fingerprint + b"\x40"  # V[0:11], version 2
 _BODY_OPENING = hashlib.sha256(_OPENING)  # the body hash over V[0:11], copied per entry
+_OPENING_V1 = codec.MAGIC + registry.versions("audit_entry")[0].fingerprint + b"\x40"
+_BODY_OPENING_V1 = hashlib.sha256(_OPENING_V1)
 _NO_DOSSIER = b"\x00"  # union branch 0: null
 _SMALL = len(ZZ)
 
@@ -78,32 +80,70 @@ def logged_at_field(logged_at: datetime) -> bytes:
     return _string(logged_at.isoformat())
 
 
+def _dossier_field(key: bytes | None) -> bytes:
+    """The encoded ``dossier`` union of a record's key: its string when the key is UTF-8 text
+    (valid UTF-8 is its own encoding: the key's bytes are the string's), else null."""
+    if key:
+        try:
+            key.decode("utf-8")
+        except UnicodeDecodeError:
+            return _NO_DOSSIER
+        n = len(key)
+        return b"\x02" + (ZZ[n] if n < _SMALL else zigzag_varint(n)) + key
+    return _NO_DOSSIER
+
+
 def append_run(state: ChainState, kind: str, topic: str, partition: int,
-               records: Iterable[SourceRecord], logged_at: bytes) -> tuple[list[bytes], ChainState]:
+               records: Iterable[SourceRecord], logged_at: bytes, *,
+               version: int = 2) -> tuple[list[bytes], ChainState]:
     """The next entries of a chain standing at ``state`` for consecutive records of one source
     partition, and the state after them; ``logged_at`` is :func:`logged_at_field`'s bytes.
 
     A record without a value (a tombstone) is chained with empty content; its key, when it is
-    UTF-8 text, is the entry's ``dossier``.
+    UTF-8 text, is the entry's ``dossier``. Entries are of version 2 (the dossier digest after
+    the content, in the chain hash); ``version=1`` writes the first version, as logs written
+    before it hold (tests).
     """
+    if version == 1:
+        return _append_run_v1(state, kind, topic, partition, records, logged_at)
     source = _string(kind) + _string(topic) + _long(partition)
     seq, head = state.seq, state.head
     sha = hashlib.sha256
     opening, body_opening = _OPENING, _BODY_OPENING
     small, zz = _SMALL, ZZ
+    no_digest = b"\x40" + ZERO
     out: list[bytes] = []
     for record in records:
         content = record.value or b""
         key = record.key
-        dossier = _NO_DOSSIER
-        if key:
-            try:
-                key.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-            else:  # valid UTF-8 is its own encoding: the key's bytes are the string's
-                n = len(key)
-                dossier = b"\x02" + (zz[n] if n < small else zigzag_varint(n)) + key
+        dossier = _dossier_field(key)
+        digest = no_digest if dossier is _NO_DOSSIER else b"\x40" + sha(key or b"").digest()
+        n, offset, stamp = len(content), record.offset, record.timestamp
+        body = b"".join((
+            b"\x40", sha(content).digest(), zz[n] if n < small else zigzag_varint(n), content,
+            digest, dossier, zz[seq] if seq < small else zigzag_varint(seq), source,
+            zz[offset] if 0 <= offset < small else zigzag_varint(offset),
+            zz[stamp] if 0 <= stamp < small else zigzag_varint(stamp), logged_at))
+        inner = body_opening.copy()
+        inner.update(body)
+        out.append(opening + head + body)
+        head = sha(head + inner.digest() + digest[1:]).digest()
+        seq += 1
+    return out, ChainState(seq, head)
+
+
+def _append_run_v1(state: ChainState, kind: str, topic: str, partition: int,
+                   records: Iterable[SourceRecord],
+                   logged_at: bytes) -> tuple[list[bytes], ChainState]:
+    source = _string(kind) + _string(topic) + _long(partition)
+    seq, head = state.seq, state.head
+    sha = hashlib.sha256
+    opening, body_opening = _OPENING_V1, _BODY_OPENING_V1
+    small, zz = _SMALL, ZZ
+    out: list[bytes] = []
+    for record in records:
+        content = record.value or b""
+        dossier = _dossier_field(record.key)
         n, offset, stamp = len(content), record.offset, record.timestamp
         body = b"".join((
             b"\x40", sha(content).digest(), zz[n] if n < small else zigzag_varint(n), content,
@@ -118,10 +158,11 @@ def append_run(state: ChainState, kind: str, topic: str, partition: int,
     return out, ChainState(seq, head)
 
 
-def append(state: ChainState, source: Source, logged_at: datetime) -> tuple[bytes, ChainState]:
+def append(state: ChainState, source: Source, logged_at: datetime, *,
+           version: int = 2) -> tuple[bytes, ChainState]:
     """The next entry of a chain standing at ``state``, and the state after it."""
     [value], after = append_run(state, source.kind, source.topic, source.partition, [source],
-                                logged_at_field(logged_at))
+                                logged_at_field(logged_at), version=version)
     return value, after
 
 

@@ -42,7 +42,7 @@ from aiokafka.structs import TopicPartition as AioPartition
 from kafka import KafkaConsumer, TopicPartition
 
 from lienthong.schemas import codec, topics
-from lienthong.services.audit.chain import ChainState, body_hash, chain_hash, sign_checkpoint
+from lienthong.services.audit.chain import ChainState, sign_checkpoint, step
 from lienthong.services.audit.entries import AuditKey, append_run, logged_at_field
 from lienthong.services.record_batches import send_records
 
@@ -94,7 +94,7 @@ def last_entries(bootstrap: str, topic: str, timeout_s: float = 30.0) -> dict[in
 def state_after(value: bytes) -> ChainState:
     """The chain state after an entry (its own ``seq`` + 1, its chain hash)."""
     entry = codec.AUDIT_ENTRIES.decode(value)
-    return ChainState(int(entry["seq"]) + 1, chain_hash(entry["prev"], body_hash(value)))
+    return ChainState(int(entry["seq"]) + 1, step(entry["prev"], value))
 
 
 @dataclass

@@ -11,7 +11,8 @@ and in the end checks every checkpoint's signature and heads. ``verify_kafka`` a
 A copy is one JSON object a line — the audit topic, then each entry's partition, offset and
 base64 bytes (partition by partition, in offset order), then the checkpoints — so the log can be
 archived, handed over and checked away from the cluster. ``read_log``/``read_copy`` still give
-the whole log as an ``AuditCopy`` (``audit export`` reads it so).
+the whole log as an ``AuditCopy`` (for tests and small logs; ``audit export`` streams too, see
+``export.ExportBuilder``). Each streamed read can advance a ``ProgressBar`` (``tracked``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,6 +34,7 @@ from lienthong.services.audit.chain import (
     checkpoint_signature_ok,
     verify_run,
 )
+from lienthong.services.progress import ProgressBar
 
 COPY_FORMAT = "lienthong-audit-copy-v1"
 CHUNK_ENTRIES = 20_000  # entries held at once per read; a few MB at typical entry sizes
@@ -91,6 +93,75 @@ def kafka_chunks(bootstrap: str, topic: str, *, chunk_entries: int = CHUNK_ENTRI
         consumer.close()
 
 
+def kafka_extent(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Each partition's first and end offset: what a read of ``topic`` covers (transaction
+    markers included, so a little more than its records)."""
+    consumer = _consumer(bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
+                                                        or ())]
+        begins, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+        return {tp.partition: (begins[tp], ends[tp]) for tp in tps}
+    finally:
+        consumer.close()
+
+
+def tracked(chunks: Iterable[Chunk], progress: ProgressBar,
+            extent: Mapping[int, tuple[int, int]] | None = None) -> Iterator[Chunk]:
+    """``chunks`` as they are, ``progress`` advanced by each: by its entries, or with the
+    partitions' ``extent`` (``kafka_extent``) by the offsets it covers, each partition counted
+    to its end once the next begins (a total of offsets is reached even with markers)."""
+    if extent is None:
+        for chunk in chunks:
+            progress.advance(len(chunk[2]))
+            yield chunk
+        return
+    reached: dict[int, int] = {}  # offset each partition is read up to
+    current: int | None = None
+
+    def reach(partition: int, offset: int) -> None:
+        begin = extent.get(partition, (0, 0))[0]
+        before = reached.get(partition, begin)
+        if offset > before:
+            reached[partition] = offset
+            progress.advance(offset - before)
+
+    for partition, offsets, values in chunks:
+        if current is not None and partition != current:
+            reach(current, extent.get(current, (0, 0))[1])
+        current = partition
+        reach(partition, offsets[-1] + 1 if offsets else extent.get(partition, (0, 0))[1])
+        yield partition, offsets, values
+    if current is not None:
+        reach(current, extent.get(current, (0, 0))[1])
+
+
+def kafka_log_chunks(bootstrap: str, audit_topic: str, *, chunk_entries: int = CHUNK_ENTRIES,
+                     timeout_s: float = 600.0,
+                     progress: ProgressBar | None = None) -> Iterator[Chunk]:
+    """``kafka_chunks`` of the audit log, advancing ``progress`` (if any) over its offsets."""
+    chunks = kafka_chunks(bootstrap, audit_topic, chunk_entries=chunk_entries,
+                          timeout_s=timeout_s)
+    if progress is None:
+        return chunks
+    extent = kafka_extent(bootstrap, audit_topic)
+    progress.start(sum(end - begin for begin, end in extent.values()))
+    return tracked(chunks, progress, extent)
+
+
+def copy_log_chunks(path: Path, *, chunk_entries: int = CHUNK_ENTRIES,
+                    progress: ProgressBar | None = None) -> tuple[str, list[bytes],
+                                                                  Iterator[Chunk]]:
+    """A copy file's audit topic, checkpoints and ``copy_chunks``, advancing ``progress`` (if
+    any) over its entries."""
+    audit_topic, checkpoints, entries = copy_index(path)
+    chunks = copy_chunks(path, chunk_entries=chunk_entries)
+    if progress is None:
+        return audit_topic, checkpoints, chunks
+    progress.start(entries)
+    return audit_topic, checkpoints, tracked(chunks, progress)
+
+
 def _read_topic(bootstrap: str, topic: str, timeout_s: float) -> dict[int, list[tuple[int, bytes]]]:
     out: dict[int, list[tuple[int, bytes]]] = {}
     for p, offsets, values in kafka_chunks(bootstrap, topic, timeout_s=timeout_s):
@@ -106,7 +177,7 @@ def read_checkpoints(bootstrap: str, checkpoints_topic: str, *,
 
 def read_log(bootstrap: str, audit_topic: str, checkpoints_topic: str, *,
              timeout_s: float = 600.0) -> AuditCopy:
-    """The whole log in memory (for ``audit export``; ``verify_kafka`` streams instead)."""
+    """The whole log in memory (``verify_kafka`` and ``export.export_kafka`` stream instead)."""
     partitions = _read_topic(bootstrap, audit_topic, timeout_s)
     return AuditCopy(audit_topic, partitions,
                      read_checkpoints(bootstrap, checkpoints_topic, timeout_s=timeout_s))
@@ -136,25 +207,29 @@ def write_copy(copy: AuditCopy, path: Path) -> None:
 
 
 def stream_copy(bootstrap: str, audit_topic: str, checkpoints_topic: str, path: Path, *,
-                chunk_entries: int = CHUNK_ENTRIES, timeout_s: float = 600.0) -> tuple[int, int]:
+                chunk_entries: int = CHUNK_ENTRIES, timeout_s: float = 600.0,
+                progress: ProgressBar | None = None) -> tuple[int, int]:
     """Write the copy file as the log is read (bounded memory); (entries, checkpoints)."""
     checkpoints = read_checkpoints(bootstrap, checkpoints_topic, timeout_s=timeout_s)
-    chunks = kafka_chunks(bootstrap, audit_topic, chunk_entries=chunk_entries,
-                          timeout_s=timeout_s)
+    chunks = kafka_log_chunks(bootstrap, audit_topic, chunk_entries=chunk_entries,
+                              timeout_s=timeout_s, progress=progress)
     with path.open("w", encoding="utf-8") as f:
         entries = _write_lines(f, audit_topic, chunks, checkpoints)
     return entries, len(checkpoints)
 
 
-def copy_checkpoints(path: Path) -> tuple[str, list[bytes]]:
-    """A copy file's audit topic and checkpoints (one pass that decodes only their lines)."""
+def copy_index(path: Path) -> tuple[str, list[bytes], int]:
+    """A copy file's audit topic, checkpoints and number of entries (one pass that decodes
+    only the checkpoints' lines)."""
     checkpoints: list[bytes] = []
+    entries = 0
     with path.open(encoding="utf-8") as f:
         header = json.loads(f.readline() or "{}")
         if header.get("format") != COPY_FORMAT:
             raise ValueError(f"{path}: not a {COPY_FORMAT} file")
         for n, line in enumerate(f, start=2):
             if '"checkpoint"' not in line:  # base64 and numbers never hold a quote
+                entries += 1
                 continue
             try:
                 row = json.loads(line)
@@ -162,7 +237,13 @@ def copy_checkpoints(path: Path) -> tuple[str, list[bytes]]:
                     checkpoints.append(base64.b64decode(row["checkpoint"]))
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{n}: not a copy line ({exc})") from None
-    return header["audit_topic"], checkpoints
+    return header["audit_topic"], checkpoints, entries
+
+
+def copy_checkpoints(path: Path) -> tuple[str, list[bytes]]:
+    """A copy file's audit topic and checkpoints."""
+    audit_topic, checkpoints, _ = copy_index(path)
+    return audit_topic, checkpoints
 
 
 def copy_chunks(path: Path, *, chunk_entries: int = CHUNK_ENTRIES) -> Iterator[Chunk]:
@@ -193,7 +274,8 @@ def copy_chunks(path: Path, *, chunk_entries: int = CHUNK_ENTRIES) -> Iterator[C
 
 
 def read_copy(path: Path) -> AuditCopy:
-    """The whole copy file in memory (for ``audit export``; ``verify_copy_file`` streams)."""
+    """The whole copy file in memory (``verify_copy_file`` and ``export.export_copy_file``
+    stream instead)."""
     audit_topic, checkpoints = copy_checkpoints(path)
     copy = AuditCopy(audit_topic, checkpoints=checkpoints)
     for p, offsets, values in copy_chunks(path):
@@ -354,17 +436,19 @@ def verify_log(copy: AuditCopy, public_key_raw: bytes | None) -> LogReport:
 
 def verify_kafka(bootstrap: str, audit_topic: str, checkpoints_topic: str,
                  public_key_raw: bytes | None, *, chunk_entries: int = CHUNK_ENTRIES,
-                 timeout_s: float = 600.0) -> LogReport:
+                 timeout_s: float = 600.0, progress: ProgressBar | None = None) -> LogReport:
     """``verify_log`` of the log in Kafka, streamed: memory bounded by ``chunk_entries``."""
     checkpoints = read_checkpoints(bootstrap, checkpoints_topic, timeout_s=timeout_s)
     return verify_stream(audit_topic, checkpoints,
-                         kafka_chunks(bootstrap, audit_topic, chunk_entries=chunk_entries,
-                                      timeout_s=timeout_s), public_key_raw)
+                         kafka_log_chunks(bootstrap, audit_topic, chunk_entries=chunk_entries,
+                                          timeout_s=timeout_s, progress=progress),
+                         public_key_raw)
 
 
 def verify_copy_file(path: Path, public_key_raw: bytes | None, *,
-                     chunk_entries: int = CHUNK_ENTRIES) -> LogReport:
+                     chunk_entries: int = CHUNK_ENTRIES,
+                     progress: ProgressBar | None = None) -> LogReport:
     """``verify_log`` of a copy file, streamed line by line."""
-    audit_topic, checkpoints = copy_checkpoints(path)
-    return verify_stream(audit_topic, checkpoints,
-                         copy_chunks(path, chunk_entries=chunk_entries), public_key_raw)
+    audit_topic, checkpoints, chunks = copy_log_chunks(path, chunk_entries=chunk_entries,
+                                                       progress=progress)
+    return verify_stream(audit_topic, checkpoints, chunks, public_key_raw)

@@ -187,6 +187,8 @@ def test_a_province_day_is_chained_verifies_and_one_altered_record_is_named(
     result = subprocess.run([sys.executable, str(Path(chain.__file__)), str(export_file)],
                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+    # The chain service writes entries of version 2: none of the dossier's is left out.
+    assert "\ncompleteness proven for partition " in result.stdout, result.stdout
     export = json.loads(export_file.read_text())
     kinds = {r["source_kind"] for r in export["records"]}
     assert {"event", "delivery"} <= kinds

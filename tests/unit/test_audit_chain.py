@@ -36,12 +36,15 @@ chains = st.lists(st.binary(min_size=0, max_size=300), min_size=2, max_size=30)
 def test_an_entry_is_an_avro_record_of_the_one_codec_with_its_hashes_at_fixed_places() -> None:
     [first, second] = build([b"event one", b"event two"])
     record = codec.AUDIT_ENTRIES.decode(second)
-    assert record["prev"] == second[11:43] == chain.chain_hash(chain.ZERO,
-                                                               chain.body_hash(first))
+    # version 2: the chain hash covers the first entry's body hash and its dossier's digest
+    assert record["prev"] == second[11:43] == chain.chain_hash(
+        chain.ZERO, chain.body_hash(first), hashlib.sha256(DOSSIERS[0].encode()).digest())
+    assert record["dossier_sha256"] == hashlib.sha256(DOSSIERS[1].encode()).digest()
     assert record["content_sha256"] == hashlib.sha256(b"event two").digest()
     assert chain.content_of(second) == record["content"] == b"event two"
     assert chain.read_entry(second) == {**record, "prev": record["prev"].hex(),
-                                        "content_sha256": record["content_sha256"].hex()}
+                                        "content_sha256": record["content_sha256"].hex(),
+                                        "dossier_sha256": record["dossier_sha256"].hex()}
 
 
 @given(chains)
@@ -137,8 +140,9 @@ def _export(values: list[bytes], dossier: str, key: Ed25519PrivateKey) -> dict[s
                                                   "source_partition", "source_offset",
                                                   "dossier", "logged_at", "content_sha256")})
         else:
-            links.append({"body_sha256": chain.body_hash(value).hex()})
-    return {"format": chain.EXPORT_FORMAT, "dossier": dossier, "audit_topic": "audit.log",
+            links.append({"body_sha256": chain.body_hash(value).hex(),
+                          "dossier_sha256": chain.dossier_digest(entry["dossier"]).hex()})
+    return {"format": chain.EXPORT_FORMAT_V2, "dossier": dossier, "audit_topic": "audit.log",
             "partition": 0, "segment": {"start_seq": 0, "start_prev": chain.ZERO.hex(),
                                         "links": links},
             "checkpoint": checkpoint, "records": records,
@@ -207,17 +211,28 @@ def test_entries_with_large_contents_verify_and_their_changes_are_found() -> Non
 
 # -- the entry writer: the codec's bytes, built directly ----------------------------------------
 
-def codec_entry(state: ChainState, source: Source, logged_at: datetime) -> bytes:
-    """An entry as the one codec writes it from its canonical record (the format's reference)."""
-    dossier: str | None = None
+def dossier_of(source: Source) -> str | None:
     if source.key:
         try:
-            dossier = source.key.decode("utf-8") or None
+            return source.key.decode("utf-8") or None
         except UnicodeDecodeError:
-            dossier = None
+            return None
+    return None
+
+
+def digest_of(source: Source) -> bytes:
+    """The dossier digest of a version-2 entry: SHA-256 of the code, 32 zero bytes for none."""
+    dossier = dossier_of(source)
+    return hashlib.sha256(dossier.encode()).digest() if dossier else bytes(32)
+
+
+def codec_entry(state: ChainState, source: Source, logged_at: datetime) -> bytes:
+    """An entry as the one codec writes it from its canonical record (the format's reference)."""
+    dossier = dossier_of(source)
     return codec.AUDIT_ENTRIES.encode({
         "prev": state.head, "content_sha256": hashlib.sha256(source.value).digest(),
-        "content": source.value, "seq": state.seq, "source_kind": source.kind,
+        "content": source.value, "dossier_sha256": digest_of(source), "seq": state.seq,
+        "source_kind": source.kind,
         "source_topic": source.topic, "source_partition": source.partition,
         "source_offset": source.offset, "source_timestamp_ms": source.timestamp_ms,
         "dossier": dossier, "logged_at": logged_at.isoformat(),
@@ -235,7 +250,9 @@ sources = st.builds(
     offset=_LONGS, timestamp_ms=st.one_of(st.just(-1), _LONGS), key=keys,
     value=st.one_of(st.binary(max_size=300), st.binary(min_size=2040, max_size=9000)))
 instants = st.datetimes(timezones=st.timezones())
-states = st.builds(ChainState, seq=_LONGS, head=st.binary(min_size=32, max_size=32))
+# a chain whose next 20 entries (the longest run drawn) still have a seq that is an Avro long
+states = st.builds(ChainState, seq=st.one_of(st.integers(0, 5000), st.integers(0, 2**63 - 21)),
+                   head=st.binary(min_size=32, max_size=32))
 
 
 @settings(max_examples=300)
@@ -245,7 +262,8 @@ def test_an_entry_built_directly_is_byte_for_byte_the_codecs_entry(
     value, after = append(state, source, at)
     assert value == codec_entry(state, source, at)
     assert after == ChainState(state.seq + 1,
-                               chain.chain_hash(state.head, chain.body_hash(value)))
+                               chain.chain_hash(state.head, chain.body_hash(value),
+                                                digest_of(source)))
     assert codec.AUDIT_ENTRIES.decode(value)["source_offset"] == source.offset
 
 
@@ -262,7 +280,8 @@ def test_a_run_of_one_partitions_records_chains_like_one_entry_after_another(
     expected, s = [], state
     for r in run:
         expected.append(codec_entry(s, r, at))
-        s = ChainState(s.seq + 1, chain.chain_hash(s.head, chain.body_hash(expected[-1])))
+        s = ChainState(s.seq + 1, chain.chain_hash(s.head, chain.body_hash(expected[-1]),
+                                                   digest_of(r)))
     assert values == expected and after == s
     assert verify_run(values, state).state == after
 
