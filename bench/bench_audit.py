@@ -1,12 +1,15 @@
 """Evidence: the audit chain's cost to the worker, ``audit verify``'s rate, receipt round trip.
 
-    .venv/bin/python bench/bench_audit.py [--events 10000] [--entries 200000] [--receipts 200]
+    .venv/bin/python bench/bench_audit.py [--events 30000] [--entries 200000] [--receipts 200]
+                                     [--rounds 3] [--append-only]
 
 - **Append cost.** The same ``--events`` simulator events go through one worker ``--rounds``
   times in each condition, each run on a fresh hub of the same broker in the same run: alone,
   and with ``lienthong audit chain`` running beside it (both subprocesses, the chain chaining
   every event, delivery, alert and dead letter as it comes); rounds alternate which goes first,
-  and the share is best with ÷ best without (each round's share is printed too). Worker rate as
+  and the share is best with ÷ best without (each round's share is printed too). 30,000
+  events and three rounds by default: a 10,000-event run lasts about a second, and identical
+  runs of it differed by up to 2.5 times (10,173, 6,431 and 4,090 events/s alone in one run). Worker rate as
   in ``bench_pipeline.py``: events / (last delivery's broker append − first output's). Target:
   with the chain at most 10 % slower (≥ 90 %). The
   chain runs as deployed (``--nice 19``, the command's default) and the worker starts once it
@@ -497,14 +500,58 @@ async def receipt_round_trip(bootstrap: str, workdir: Path, n: int) -> dict[str,
             "p99_ms": round(percentile(ms, 99), 1)}
 
 
+def append_rounds(bootstrap: str, workdir: Path, events: list[dict[str, Any]],
+                  partitions: int, rounds: int,
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``rounds`` pairs of worker runs, alone and with the chain; rounds alternate which run
+    goes first (alone, chained; then chained, alone), and the share compares the best of
+    each: other load on a shared machine only slows runs."""
+    key = create_audit_key(workdir / "audit-bench.pem").key_id
+    key_path = workdir / f"{key}.pem"
+    alones: list[dict[str, Any]] = []
+    chaineds: list[dict[str, Any]] = []
+    for r in range(rounds):
+        order = ("alone", "chained") if r % 2 == 0 else ("chained", "alone")
+        for which in order:
+            run = worker_run(bootstrap, workdir / f"{which}{r}", events, partitions,
+                             key_path if which == "chained" else None)
+            (chaineds if which == "chained" else alones).append(run)
+            if which == "alone":
+                print(f"  round {r + 1}, worker alone: {run['worker_per_s']:,} events/s")
+                continue
+            print(f"  round {r + 1}, worker with the chain service: "
+                  f"{run['worker_per_s']:,} events/s; {run['chained_entries']:,} entries "
+                  f"chained ({run['source_records']:,} source records, "
+                  f"{run['chain_cpu_us_per_entry']} µs CPU each after "
+                  f"{run['chain_start_cpu_s']} s to start), caught up "
+                  f"{run['chain_caught_up_s_after_worker']} s after the worker; verify "
+                  f"from Kafka {run['verify_from_kafka_per_s']:,}/s, "
+                  f"ok={run['verify_from_kafka_ok']}")
+    return alones, chaineds
+
+
+def share_figure(alones: list[dict[str, Any]], chaineds: list[dict[str, Any]]) -> Figure:
+    """Best with the chain ÷ best alone, with each round's share in the note."""
+    alone = max(alones, key=lambda run: run["worker_per_s"])
+    chained = max(chaineds, key=lambda run: run["worker_per_s"])
+    pairs = [round(c["worker_per_s"] / a["worker_per_s"] * 100, 1)
+             for a, c in zip(alones, chaineds, strict=True)]
+    return Figure("worker with audit chain / without",
+                  chained["worker_per_s"] / alone["worker_per_s"] * 100, "%", TARGET_SHARE,
+                  note=f"best {chained['worker_per_s']:,} vs {alone['worker_per_s']:,} events/s, "
+                       f"rounds {' / '.join(f'{x} %' for x in pairs)}; "
+                       f"chain {chained['chain_cpu_us_per_entry']} µs CPU/entry, caught up "
+                       f"{chained['chain_caught_up_s_after_worker']} s after the worker")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--receipts", type=int, default=200)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="pairs of worker runs, alone and with the chain (default 2)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="pairs of worker runs, alone and with the chain (default 3)")
     parser.add_argument("--verify-memory-only", action="store_true",
                         help="only the peak memory and rates of a streamed verify of --entries "
                         "(writes bench/results/audit_verify_memory.json)")
@@ -514,9 +561,19 @@ def main() -> int:
     parser.add_argument("--export-memory-only", action="store_true",
                         help="only the peak memory of a streamed export of one dossier from "
                         "--entries (writes bench/results/audit_export_memory.json)")
+    parser.add_argument("--append-only", action="store_true",
+                        help="only the worker's rate alone and with the chain, --rounds pairs "
+                        "(prints the share, writes nothing)")
     args = parser.parse_args()
     events = province_events(args.events)
     print(f"audit bench: {len(events):,} simulator events; machine {machine()}")
+    if args.append_only:
+        with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp, \
+                kafka_cluster() as bootstrap:
+            rounds = append_rounds(bootstrap, Path(tmp), events, args.partitions, args.rounds)
+        print_table("audit chain's cost to the worker (same broker, same run)",
+                    [share_figure(*rounds)])
+        return 0
     if args.verify_memory_only:
         with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp, \
                 kafka_cluster() as bootstrap:
@@ -548,29 +605,8 @@ def main() -> int:
           f"{verify['per_s']:,}/s (version 1: {verify['v1_per_s']:,}/s)")
     with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp, \
             kafka_cluster() as bootstrap:
-        key = create_audit_key(Path(tmp) / "audit-bench.pem").key_id
-        key_path = Path(tmp) / f"{key}.pem"
-        # Rounds alternate which run goes first (alone, chained; then chained, alone), and
-        # the share compares the best of each: other load on a shared machine only slows runs.
-        alones: list[dict[str, Any]] = []
-        chaineds: list[dict[str, Any]] = []
-        for r in range(args.rounds):
-            order = ("alone", "chained") if r % 2 == 0 else ("chained", "alone")
-            for which in order:
-                run = worker_run(bootstrap, Path(tmp) / f"{which}{r}", events, args.partitions,
-                                 key_path if which == "chained" else None)
-                (chaineds if which == "chained" else alones).append(run)
-                if which == "alone":
-                    print(f"  round {r + 1}, worker alone: {run['worker_per_s']:,} events/s")
-                    continue
-                print(f"  round {r + 1}, worker with the chain service: "
-                      f"{run['worker_per_s']:,} events/s; {run['chained_entries']:,} entries "
-                      f"chained ({run['source_records']:,} source records, "
-                      f"{run['chain_cpu_us_per_entry']} µs CPU each after "
-                      f"{run['chain_start_cpu_s']} s to start), caught up "
-                      f"{run['chain_caught_up_s_after_worker']} s after the worker; verify "
-                      f"from Kafka {run['verify_from_kafka_per_s']:,}/s, "
-                      f"ok={run['verify_from_kafka_ok']}")
+        alones, chaineds = append_rounds(bootstrap, Path(tmp), events, args.partitions,
+                                         args.rounds)
         alone = max(alones, key=lambda run: run["worker_per_s"])
         chained = max(chaineds, key=lambda run: run["worker_per_s"])
         trips = asyncio.run(receipt_round_trip(bootstrap, Path(tmp) / "receipts",
@@ -582,15 +618,10 @@ def main() -> int:
                             args.partitions)
         print_export_memory(exp)
         print(f"  receipts: {trips['receipts']} of {trips['sent']}, p50 {trips['p50_ms']} ms")
-    share = chained["worker_per_s"] / alone["worker_per_s"] * 100
     pairs = [round(c["worker_per_s"] / a["worker_per_s"] * 100, 1)
              for a, c in zip(alones, chaineds, strict=True)]
     figures = [
-        Figure("worker with audit chain / without", share, "%", TARGET_SHARE,
-               note=f"best {chained['worker_per_s']:,} vs {alone['worker_per_s']:,} events/s, "
-                    f"rounds {' / '.join(f'{x} %' for x in pairs)}; "
-                    f"chain {chained['chain_cpu_us_per_entry']} µs CPU/entry, caught up "
-                    f"{chained['chain_caught_up_s_after_worker']} s after the worker"),
+        share_figure(alones, chaineds),
         Figure("audit verify, one core, in memory", verify["per_s"], "/s", TARGET_VERIFY,
                note=f"entries of version 2; version 1 in the same rounds "
                     f"{verify['v1_per_s']:,}/s; from Kafka incl. reading: "

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from lienthong.deploy.embedded.broker import BrokerError, EmbeddedKafka, ensure_jars
+from lienthong.deploy.embedded.broker import DEFAULT_HEAP, BrokerError, EmbeddedKafka, ensure_jars
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "min.insync.replicas 2)")
     parser.add_argument("--port", type=int, default=None,
                         help="client port of node 1 (node n gets PORT+n-1); default: free ports")
-    parser.add_argument("--heap", default="384m", help="JVM heap per node (default 384m)")
+    parser.add_argument("--heap", default=DEFAULT_HEAP,
+                        help=f"JVM heap per node (default {DEFAULT_HEAP}, Kafka's own)")
 
 
 def run(args: argparse.Namespace) -> int:
