@@ -9,12 +9,12 @@
   every event, delivery, alert and dead letter as it comes); rounds alternate which goes first,
   and the share is best with ÷ best without (each round's share is printed too). 30,000
   events and three rounds by default: a 10,000-event run lasts about a second, and identical
-  runs of it differed by up to 2.5 times (10,173, 6,431 and 4,090 events/s alone in one run). Worker rate as
-  in ``bench_pipeline.py``: events / (last delivery's broker append − first output's). Target:
-  with the chain at most 10 % slower (≥ 90 %). The
-  chain runs as deployed (``--nice 19``, the command's default) and the worker starts once it
-  has resumed; beside the share it prints the chain's CPU per entry from then on (its start
-  apart), and how long after the worker's last delivery the chain had chained everything.
+  runs of it differed by up to 2.5 times (10,173, 6,431 and 4,090 events/s alone in one run).
+  Worker rate as in ``bench_pipeline.py``: events / (last delivery's broker append − first
+  output's). Target: with the chain at most 10 % slower (≥ 90 %). The chain runs as deployed
+  (``--nice 19``, the command's default) and the worker starts once it has resumed; beside the
+  share it prints the chain's CPU per entry from then on (its start apart), and how long after
+  the worker's last delivery the chain had chained everything.
 - **Verify rate.** ``--entries`` audit entries built with the one codec around real encoded
   simulator events (of version 2, and of version 1 in the same rounds:
   ``--verify-rate-only`` runs this part alone) are checked by ``chain.verify_run`` (the
