@@ -14,7 +14,10 @@ along each procedure's route, supplements, results, returns by post) are loaded 
 them to another topic; then one ``lienthong worker`` subprocess processes them. Each rate is
 records in / (broker append time of the last output - of the first output), so start-up time
 is left out of both. The worker is done when every delivery the domain core expects is on
-``deliveries``.
+``deliveries``. Then the passthrough runs once more writing, instead of a copy of each event,
+the records the worker wrote (deliveries and snapshots, then changelog states, the same share
+for each batch of events, outputs acknowledged before states, as record batches like the
+worker): the worker's writes with no domain core, which bounds the worker's share.
 
 Latency: a fresh hub and worker; after 200 warm-up events, events are produced at ``--rate``
 for ``--warmup`` + ``--seconds`` without a pause, and the latencies of the events sent in the
@@ -61,10 +64,11 @@ from benchkit import (
 
 from lienthong.connectors.simulator.generate import plan
 from lienthong.deploy.embedded import kafka_cluster
-from lienthong.schemas import codec
+from lienthong.schemas import codec, topics
 from lienthong.services.domain.catalogue import load_catalogue
 from lienthong.services.domain.dossier import Applied, apply_event
 from lienthong.services.domain.events import parse_event
+from lienthong.services.record_batches import send_records
 
 TARGET_RATE = 5_000.0
 TARGET_SHARE = 0.50
@@ -137,6 +141,49 @@ async def passthrough(bootstrap: str, source: str, sink: str, total: int,
         await producer.stop()
 
 
+async def output_passthrough(bootstrap: str, source: str, outputs: list[Any],
+                             states: list[Any], sinks: tuple[str, str], total: int,
+                             timeout: float) -> None:
+    """The passthrough writing what the worker wrote instead of a copy of each event: for each
+    batch of events consumed, the same share of the worker's output records (deliveries and
+    snapshots, acknowledged first) and then of its changelog states, as record batches per
+    partition (``send_records``, as the worker writes), then the offsets committed. What the
+    worker's writes cost with no domain core at all: the bound of its share."""
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap,
+                                group_id=f"output-passthrough-{uuid.uuid4().hex[:6]}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                max_batch_size=512 << 10, max_request_size=4 << 20)
+    await consumer.start()
+    await producer.start()
+
+    async def write(topic: str, records: list[Any]) -> None:
+        by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+        for r in records:
+            by_partition.setdefault(r.partition, []).append((r.key, r.value))
+        acks = []
+        for partition, items in by_partition.items():
+            acks += await send_records(producer, topic, partition, items)
+        await asyncio.gather(*acks)
+
+    try:
+        done = 0
+        deadline = time.monotonic() + timeout
+        while done < total and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            n = sum(len(records) for records in batches.values())
+            if not n:
+                continue
+            for topic, records in ((sinks[0], outputs), (sinks[1], states)):
+                share = len(records) / total
+                await write(topic, records[round(done * share):round((done + n) * share)])
+            await consumer.commit()
+            done += n
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
 def bare_faust(hub: BenchHub, sink: str, total: int) -> float:
     """The rate of a bare faust agent copying dossier.events (``faust_passthrough.py``)."""
     log = hub.workdir / "faust-passthrough.log"
@@ -164,7 +211,8 @@ def throughput(bootstrap: str, workdir: Path, events: list[dict[str, Any]],
     hub.workdir.mkdir(parents=True)
     copy = f"{hub.prefix}passthrough"
     faust_copy = f"{hub.prefix}faust-passthrough"
-    hub.create_topics(extra=(copy, faust_copy))
+    io_sinks = (f"{hub.prefix}io-outputs", f"{hub.prefix}io-states")
+    hub.create_topics(extra=(copy, faust_copy, *io_sinks))
     encoded = [(e["dossier"].encode(), codec.EVENTS.encode(e)) for e in events]
     t = time.perf_counter()
     load(bootstrap, hub.names.events, encoded)
@@ -201,10 +249,25 @@ def throughput(bootstrap: str, workdir: Path, events: list[dict[str, Any]],
     print(f"  worker: {len(events):,} events -> {len(deliveries):,} deliveries "
           f"({distinct:,} distinct, {n_deliveries:,} expected) at {worker_rate:,.0f}/s; "
           f"{wall:.1f} s from process start")
+
+    states = sorted(read_all(bootstrap, topics.changelog(hub.settings)),
+                    key=lambda r: r.timestamp)
+    outputs.sort(key=lambda r: r.timestamp)
+    asyncio.run(output_passthrough(bootstrap, hub.names.events, outputs, states, io_sinks,
+                                   len(events), 120))
+    written = read_all(bootstrap, io_sinks[0]) + read_all(bootstrap, io_sinks[1])
+    io_rate = len(events) / span(written)
+    io_bytes = sum(len(r.value or b"") + len(r.key or b"") for r in outputs + states)
+    print(f"  passthrough writing the worker's {len(outputs) + len(states):,} records "
+          f"({(len(outputs) + len(states)) / len(events):.1f} and "
+          f"{io_bytes / len(events):,.0f} B per event) instead of a copy: {io_rate:,.0f} "
+          f"events/s")
     return {"events": len(events), "deliveries_expected": dict(wanted),
             "deliveries_written": len(deliveries), "deliveries_distinct": distinct,
             "passthrough_per_s": round(passthrough_rate), "worker_per_s": round(worker_rate),
-            "bare_faust_per_s": round(faust_rate),
+            "bare_faust_per_s": round(faust_rate), "output_passthrough_per_s": round(io_rate),
+            "worker_records_per_event": round((len(outputs) + len(states)) / len(events), 2),
+            "worker_bytes_per_event": round(io_bytes / len(events)),
             "worker_wall_seconds_from_start": round(wall, 1), "partitions": partitions}
 
 
@@ -322,6 +385,11 @@ def main() -> int:
                tput["bare_faust_per_s"] / tput["passthrough_per_s"] * 100, "%",
                TARGET_SHARE * 100, note=f"bare faust {tput['bare_faust_per_s']:,}/s: "
                "faust's consumer and producer alone"),
+        Figure("passthrough writing the worker's records / passthrough",
+               tput["output_passthrough_per_s"] / tput["passthrough_per_s"] * 100, "%",
+               TARGET_SHARE * 100, note=f"{tput['output_passthrough_per_s']:,}/s: "
+               f"{tput['worker_records_per_event']} records, "
+               f"{tput['worker_bytes_per_event']:,} B per event, no domain core"),
         *(Figure(f"p99 event-to-delivery at {lat['rate_per_s']:,}/s", lat["p99_ms"], "ms",
                  TARGET_P99_MS, higher_is_better=False, note=f"p50 {lat['p50_ms']:.0f} ms"
                  + (f"; the {lat['warmup']['events']:,} events before, from a cold start: "
