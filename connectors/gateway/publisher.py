@@ -238,6 +238,11 @@ class Publisher:
                 async with self._lock:
                     await loop.run_in_executor(self._disk_thread, self.spool.acknowledge,
                                                upto, prefix)
+                    if self.spool.is_empty():
+                        # In the same hold of the lock: once the spool is seen empty, a
+                        # publish goes straight to Kafka (nothing is left to go before it).
+                        log.info("spool drained; publishing straight to Kafka again")
+                        self._spooling = False
                 acked_ahead = {o for o in acked_ahead if o >= upto}
                 if self.spool.is_empty():
                     acked_ahead.clear()
