@@ -184,3 +184,28 @@ async def test_a_restarted_gateway_forwards_the_spool_before_new_events(tmp_path
         assert sink.log == _records(5)
     finally:
         await publisher.stop()
+
+
+async def test_once_the_spool_is_seen_empty_events_go_straight_to_kafka(tmp_path) -> None:
+    seen: list[tuple[int, bool]] = []  # (pending, spooling) whenever the spool's size changes
+    sink = FakeSink()
+    publisher: Publisher | None = None
+
+    def on_change(pending: int) -> None:
+        if publisher is not None:
+            seen.append((pending, publisher.spooling))
+
+    publisher = Publisher(sink, Spool(tmp_path), max_backoff=0.05,  # type: ignore[arg-type]
+                          on_spool_change=on_change)
+    await publisher.start()
+    try:
+        assert await publisher.publish(_records(3)) == "spool"
+        sink.up = True
+        await _until(lambda: publisher.pending() == 0)
+        # The acknowledgement that emptied the spool ended spooling with it: no publish can
+        # find an empty spool still marked spooling.
+        assert seen[-1] == (0, False)
+        assert await publisher.publish(_records(1, start=3)) == "kafka"
+        assert sink.log == _records(4)
+    finally:
+        await publisher.stop()
