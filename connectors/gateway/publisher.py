@@ -207,6 +207,16 @@ class Publisher:
             await self._append(failed)
         return "spool"
 
+    def _end_spooling_if_drained(self) -> bool:
+        """Whether the spool is empty; if so, publishes go straight to Kafka again (nothing is
+        left to go before them). Called holding ``_lock``."""
+        if not self.spool.is_empty():
+            return False
+        if self._spooling:
+            log.info("spool drained; publishing straight to Kafka again")
+            self._spooling = False
+        return True
+
     async def _forward_loop(self) -> None:
         rng = random.Random()
         failures = 0
@@ -215,10 +225,7 @@ class Publisher:
         while not self._stopping:
             if self.spool.is_empty():
                 async with self._lock:
-                    if self.spool.is_empty():
-                        if self._spooling:
-                            log.info("spool drained; publishing straight to Kafka again")
-                        self._spooling = False
+                    if self._end_spooling_if_drained():
                         self._wake.clear()
                 if not self._spooling:
                     await self._wake.wait()
@@ -238,13 +245,11 @@ class Publisher:
                 async with self._lock:
                     await loop.run_in_executor(self._disk_thread, self.spool.acknowledge,
                                                upto, prefix)
-                    if self.spool.is_empty():
-                        # In the same hold of the lock: once the spool is seen empty, a
-                        # publish goes straight to Kafka (nothing is left to go before it).
-                        log.info("spool drained; publishing straight to Kafka again")
-                        self._spooling = False
+                    # In the same hold of the lock: no publish finds the spool emptied and
+                    # still marked spooling.
+                    drained = self._end_spooling_if_drained()
                 acked_ahead = {o for o in acked_ahead if o >= upto}
-                if self.spool.is_empty():
+                if drained:
                     acked_ahead.clear()
                 self.forwarded += prefix
                 self._on_spool_change(self.spool.pending())
