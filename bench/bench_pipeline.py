@@ -13,13 +13,13 @@ along each procedure's route, supplements, results, returns by post) are loaded 
 500 records, ``acks=all``, every batch acknowledged before its offsets are committed) copies
 them to another topic: once untimed to warm the broker up, then timed first and once more last
 (the faster is the baseline: the runs before warm the broker up further); between them one
-``lienthong worker`` subprocess processes them. Each
-rate is records in / (broker append time of the last output - of the first output), so
-start-up time is left out of both. The worker is done when every delivery the domain core
-expects is on ``deliveries``. Then, before the last copy, a passthrough writes instead of a
-copy of each event the records the worker wrote (deliveries and snapshots, then changelog
-states, the same share for each batch of events, outputs acknowledged before states, as record
-batches like the worker): the worker's writes with no domain core, which bounds its share.
+``lienthong worker`` subprocess processes them. Each rate is records in / (broker append time
+of the last output - of the first output), so start-up time is left out of both. The worker is
+done when every delivery the domain core expects is on ``deliveries``. Then, before the last
+copy, a passthrough writes instead of a copy of each event the records the worker wrote
+(deliveries and snapshots, then changelog states, the same share for each batch of events,
+outputs acknowledged before states, as record batches like the worker): the worker's writes
+with no domain core, which bounds its share.
 
 Latency: a fresh hub and worker; after 200 warm-up events, events are produced at ``--rate``
 for ``--warmup`` + ``--seconds`` without a pause, and the latencies of the events sent in the
@@ -70,7 +70,7 @@ from lienthong.schemas import codec, topics
 from lienthong.services.domain.catalogue import load_catalogue
 from lienthong.services.domain.dossier import Applied, apply_event
 from lienthong.services.domain.events import parse_event
-from lienthong.services.record_batches import send_records
+from lienthong.services.record_batches import send_by_partition
 
 TARGET_RATE = 5_000.0
 TARGET_SHARE = 0.50
@@ -160,13 +160,8 @@ async def output_passthrough(bootstrap: str, source: str, outputs: list[Any],
     await producer.start()
 
     async def write(topic: str, records: list[Any]) -> None:
-        by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
-        for r in records:
-            by_partition.setdefault(r.partition, []).append((r.key, r.value))
-        acks = []
-        for partition, items in by_partition.items():
-            acks += await send_records(producer, topic, partition, items)
-        await asyncio.gather(*acks)
+        await asyncio.gather(*await send_by_partition(
+            producer, topic, ((r.partition, r.key, r.value) for r in records)))
 
     try:
         done = 0

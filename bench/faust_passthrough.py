@@ -18,7 +18,7 @@ from typing import Any, cast
 import faust
 
 from lienthong.services.processors.app import BATCH_MAX, BATCH_WITHIN, faust_app, run_app
-from lienthong.services.record_batches import Record, send_records
+from lienthong.services.record_batches import send_by_partition
 from lienthong.services.settings import Settings
 
 
@@ -33,13 +33,9 @@ def main() -> None:
     @app.agent(topic)
     async def copy(stream: faust.StreamT[bytes]) -> None:
         async for batch in cast(Any, stream).noack_take(BATCH_MAX, within=BATCH_WITHIN):
-            runs: dict[int, list[Record]] = {}
-            for e in batch:
-                runs.setdefault(e.message.partition, []).append((e.message.key,
-                                                                 e.message.value))
             producer = app.producer._ensure_producer()
-            acks = [ack for partition, run in runs.items()
-                    for ack in await send_records(producer, sink, partition, run)]
+            acks = await send_by_partition(producer, sink, (
+                (e.message.partition, e.message.key, e.message.value) for e in batch))
             await asyncio.gather(*acks)
             for event in batch:
                 await stream.ack(event)

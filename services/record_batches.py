@@ -37,3 +37,15 @@ async def send_records(producer: Any, topic: str, partition: int,
     if builder.record_count():
         acks.append(await producer.send_batch(builder, topic, partition=partition))
     return acks
+
+
+async def send_by_partition(producer: Any, topic: str,
+                            records: Iterable[tuple[int, bytes | None, bytes | None]],
+                            ) -> list[asyncio.Future[Any]]:
+    """``send_records`` for each partition's run of ``records`` (partition, key, value), every
+    run in the order given; returns the futures of all the batches."""
+    runs: dict[int, list[Record]] = {}
+    for partition, key, value in records:
+        runs.setdefault(partition, []).append((key, value))
+    return [ack for partition, run in runs.items()
+            for ack in await send_records(producer, topic, partition, run)]

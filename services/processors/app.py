@@ -55,7 +55,7 @@ from lienthong.services.processors.tracker import (
     StateChange,
     Tracker,
 )
-from lienthong.services.record_batches import Record, send_records
+from lienthong.services.record_batches import Record, send_by_partition, send_records
 from lienthong.services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,11 +113,8 @@ class DossierTable:
         # co-partitioned with dossier.events): no faust message objects, no murmur2 per key.
         producer = self._table.app.producer._ensure_producer()
         name = self._table.changelog_topic.get_topic_name()
-        by_partition: dict[int, list[Record]] = {}
-        for key, partition, _, value in changes:
-            by_partition.setdefault(partition, []).append((key, value))
-        acks = [ack for partition, records in by_partition.items()
-                for ack in await send_records(producer, name, partition, records)]
+        acks = await send_by_partition(producer, name, (
+            (partition, key, value) for key, partition, _, value in changes))
         if acks:
             await asyncio.gather(*acks)
         data = self._table.data
