@@ -530,12 +530,19 @@ def append_rounds(bootstrap: str, workdir: Path, events: list[dict[str, Any]],
     return alones, chaineds
 
 
-def share_figure(alones: list[dict[str, Any]], chaineds: list[dict[str, Any]]) -> Figure:
-    """Best with the chain ÷ best alone, with each round's share in the note."""
+def best_runs(alones: list[dict[str, Any]], chaineds: list[dict[str, Any]],
+              ) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
+    """The fastest run alone, the fastest with the chain, and each round's share in %."""
     alone = max(alones, key=lambda run: run["worker_per_s"])
     chained = max(chaineds, key=lambda run: run["worker_per_s"])
     pairs = [round(c["worker_per_s"] / a["worker_per_s"] * 100, 1)
              for a, c in zip(alones, chaineds, strict=True)]
+    return alone, chained, pairs
+
+
+def share_figure(alones: list[dict[str, Any]], chaineds: list[dict[str, Any]]) -> Figure:
+    """Best with the chain ÷ best alone, with each round's share in the note."""
+    alone, chained, pairs = best_runs(alones, chaineds)
     return Figure("worker with audit chain / without",
                   chained["worker_per_s"] / alone["worker_per_s"] * 100, "%", TARGET_SHARE,
                   note=f"best {chained['worker_per_s']:,} vs {alone['worker_per_s']:,} events/s, "
@@ -607,8 +614,7 @@ def main() -> int:
             kafka_cluster() as bootstrap:
         alones, chaineds = append_rounds(bootstrap, Path(tmp), events, args.partitions,
                                          args.rounds)
-        alone = max(alones, key=lambda run: run["worker_per_s"])
-        chained = max(chaineds, key=lambda run: run["worker_per_s"])
+        alone, chained, pairs = best_runs(alones, chaineds)
         trips = asyncio.run(receipt_round_trip(bootstrap, Path(tmp) / "receipts",
                                                args.receipts))
         mem = verify_memory(events, args.entries, bootstrap, Path(tmp) / "memory",
@@ -618,8 +624,6 @@ def main() -> int:
                             args.partitions)
         print_export_memory(exp)
         print(f"  receipts: {trips['receipts']} of {trips['sent']}, p50 {trips['p50_ms']} ms")
-    pairs = [round(c["worker_per_s"] / a["worker_per_s"] * 100, 1)
-             for a, c in zip(alones, chaineds, strict=True)]
     figures = [
         share_figure(alones, chaineds),
         Figure("audit verify, one core, in memory", verify["per_s"], "/s", TARGET_VERIFY,
